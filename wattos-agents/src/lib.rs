@@ -1,0 +1,1 @@
+//! Durable agent graphs for WattOS.

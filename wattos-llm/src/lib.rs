@@ -1,0 +1,1 @@
+//! LLM providers and router for WattOS. See the crate README.
