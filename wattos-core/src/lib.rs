@@ -25,6 +25,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod checkpoint;
 pub mod config;
 mod context;
 pub mod embedding;
@@ -32,7 +33,12 @@ mod error;
 pub mod health;
 pub mod llm;
 pub mod resilience;
+pub mod state;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+pub mod tool;
+pub mod vector_store;
 
 pub use context::{Principal, PrincipalKind, RequestContext, RequestId, TenantId, TraceContext};
 pub use error::{BoxError, Error, ErrorKind, Result, UpstreamDetails};

@@ -1,0 +1,1 @@
+//! Scripted chat models for deterministic tests.

@@ -1,0 +1,4 @@
+//! Test doubles for downstream crates' tests (feature `test-utils`).
+
+pub mod chat;
+pub mod embed;

@@ -1,0 +1,1 @@
+//! The tool seam (filled in by the agents work): name, description, JSON Schema arguments, invocation.
