@@ -1,1 +1,31 @@
-//! x
+//! # wattos-server
+//!
+//! The reference HTTP server: it wraps the WattOS crates so a team can run WattOS as a service.
+//! Use it as a binary (`wattos-server`) or embed its router in your own axum app:
+//!
+//! ```no_run
+//! use wattos_core::config::Config;
+//! use wattos_server::{AppState, app};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load(None)?;
+//! let router = app(AppState::new(config));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, router).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Operational endpoints: `/health/liveness`, `/health/readiness`, `/health`, `/metrics`.
+
+mod app;
+pub mod checks;
+pub mod error;
+pub mod middleware;
+pub mod routes;
+mod serve;
+mod state;
+pub mod telemetry;
+
+pub use app::{app, app_with_routes};
+pub use serve::{serve, serve_router, shutdown_signal};
+pub use state::AppState;

@@ -1,1 +1,96 @@
-fn main() {}
+//! `wattos-server`: loads and validates the configuration, sets up logging and metrics, serves until
+//! SIGINT/SIGTERM.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wattos_core::config::Config;
+use wattos_server::{AppState, serve, shutdown_signal};
+
+const USAGE: &str = "\
+Usage: wattos-server [--config FILE] [--check-config]
+
+Configuration comes from FILE (or $WATTOS_CONFIG) plus WATTOS_* environment variables,
+e.g. WATTOS_SERVER__BIND=0.0.0.0:8080. Without any, the server runs in embedded mode on
+127.0.0.1:8080 with no external services.
+
+  --config FILE    TOML configuration file
+  --check-config   validate the configuration, print it (secrets redacted) and exit
+  --version        print the version
+  -h, --help       print this help";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut config_path: Option<PathBuf> = None;
+    let mut check_only = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(p) => config_path = Some(PathBuf::from(p)),
+                None => {
+                    eprintln!("wattos-server: --config needs a file\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--check-config" => check_only = true,
+            "--version" => {
+                println!("wattos-server {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("wattos-server: unknown argument '{other}'\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    let config = match Config::load(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wattos-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        println!("configuration is valid:\n{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = wattos_core::telemetry::init(&config.telemetry) {
+        eprintln!("wattos-server: {e}");
+        return ExitCode::from(2);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wattos-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let bind = config.server.bind;
+        let listener = match tokio::net::TcpListener::bind(bind).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("wattos-server: cannot listen on {bind}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().unwrap_or(bind);
+        let state = AppState::new(config);
+        tracing::info!(%addr, mode = ?state.config().mode, "wattos-server listening");
+        println!("WattOS server listening on http://{addr} (health: http://{addr}/health)");
+        match serve(listener, state, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wattos-server: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

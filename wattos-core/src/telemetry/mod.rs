@@ -81,7 +81,7 @@ pub fn init(config: &TelemetryConfig) -> Result<()> {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(true)
+            .with_current_span(false)
             .with_span_list(true)
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),

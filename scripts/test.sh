@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test: fetches the local models, makes sure PostgreSQL, Redis and
+# NATS are up, starts the pgvector-enabled PostgreSQL when the RAG tests need it, then runs the whole
+# workspace test suite (unit, integration and doc tests).
+#
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p wattos-core`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "test: cargo not found; install Rust 1.95+ (rustup) first" >&2; exit 1; }
+
+WATTOS_MODELS__DIR="$(scripts/fetch-models.sh)"
+export WATTOS_MODELS__DIR
+scripts/services.sh ensure
+export WATTOS_TEST_DATABASE_URL="${WATTOS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export WATTOS_TEST_REDIS_URL="${WATTOS_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export WATTOS_TEST_NATS_URL="${WATTOS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+if [[ -x scripts/pgvector.sh ]]; then
+  WATTOS_TEST_PGVECTOR_URL="$(scripts/pgvector.sh start)"
+  export WATTOS_TEST_PGVECTOR_URL
+fi
+if [[ -z "${QDRANT_URL:-}" ]]; then
+  echo "test: QDRANT_URL is not set; the Qdrant store tests will be skipped" >&2
+fi
+
+if [[ $# -gt 0 ]]; then
+  exec cargo test --locked "$@"
+fi
+cargo test --locked --workspace --lib --bins --tests --examples
+cargo test --locked --workspace --doc

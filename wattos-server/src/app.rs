@@ -1,0 +1,70 @@
+//! The router: routes plus the middleware stack.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::middleware::{REQUEST_ID_HEADER, http_metrics, load_shed, request_context, request_timeout};
+use crate::routes;
+use crate::state::AppState;
+
+/// Builds the application router for `state`.
+///
+/// Layers, outermost first: request id + trace context + access log, HTTP metrics, CORS (when origins
+/// are configured), load shedding, request timeout, body size limit.
+pub fn app(state: AppState) -> Router {
+    app_with_routes(state, Router::new())
+}
+
+/// Like [`app`], with extra routes of an embedding application served behind the same middleware.
+pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
+    let server = &state.config().server;
+    let slots = Arc::new(Semaphore::new(server.max_concurrent_requests));
+    let mut router = extra
+        .route("/", get(routes::index))
+        .route("/health", get(routes::health))
+        .route("/health/liveness", get(routes::liveness))
+        .route("/health/readiness", get(routes::readiness))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(server.body_limit_bytes))
+        .layer(from_fn_with_state(server.request_timeout, request_timeout))
+        .layer(from_fn_with_state(slots, load_shed));
+    if let Some(cors) = cors_layer(&server.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
+    router
+        .layer(from_fn(http_metrics))
+        .layer(from_fn(request_context))
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                HeaderName::from_static(REQUEST_ID_HEADER),
+                HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), axum::http::header::RETRY_AFTER]),
+    )
+}

@@ -1,0 +1,155 @@
+//! The one place where [`wattos_core::Error`] becomes an HTTP response.
+//!
+//! Every error body has OpenAI's shape, so official SDKs parse it:
+//! `{"error": {"message": "...", "type": "...", "param": null | "field", "code": "stable_code"}}`.
+//! Rate limits and unavailability carry `Retry-After`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use wattos_core::{Error, ErrorKind};
+
+/// Maps an error kind to its HTTP status. Each kind has exactly one status.
+pub fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // Unknown future kinds are treated as internal errors.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// OpenAI's coarse error `type` for a kind.
+fn type_for(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded | ErrorKind::NotFound | ErrorKind::Conflict => {
+            "invalid_request_error"
+        }
+        ErrorKind::Unauthenticated => "authentication_error",
+        ErrorKind::Forbidden => "permission_error",
+        ErrorKind::RateLimited => "rate_limit_error",
+        ErrorKind::BudgetExceeded => "insufficient_quota",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Unavailable => "overloaded_error",
+        ErrorKind::Upstream => "upstream_error",
+        _ => "server_error",
+    }
+}
+
+/// The `error` object of an error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorObject {
+    /// Human-readable message.
+    pub message: String,
+    /// Coarse class (OpenAI's `type`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault, or null.
+    pub param: Option<String>,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+}
+
+/// An error body: `{"error": {...}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorObject,
+}
+
+/// A handler error: wraps [`wattos_core::Error`] and renders it as JSON with the right status.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl ApiError {
+    /// The HTTP status this error renders with.
+    pub fn status(&self) -> StatusCode {
+        status_for(self.0.kind())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let err = self.0;
+        let status = status_for(err.kind());
+        if status.is_server_error() && err.kind() == ErrorKind::Internal {
+            tracing::error!(error = ?err, "internal error");
+        }
+        // Internal details never leak to clients.
+        let message = if err.kind() == ErrorKind::Internal {
+            "internal server error".to_owned()
+        } else {
+            err.to_string()
+        };
+        let body = ErrorBody {
+            error: ErrorObject {
+                message,
+                kind: type_for(err.kind()),
+                param: err.field().map(str::to_owned),
+                code: err.code(),
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(after) = err.retry_after() {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Handler result type.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_kind_has_a_distinct_meaningful_status() {
+        let expected = [
+            (ErrorKind::InvalidInput, 400),
+            (ErrorKind::ContextLengthExceeded, 400),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::Unauthenticated, 401),
+            (ErrorKind::Forbidden, 403),
+            (ErrorKind::RateLimited, 429),
+            (ErrorKind::BudgetExceeded, 402),
+            (ErrorKind::Timeout, 504),
+            (ErrorKind::Unavailable, 503),
+            (ErrorKind::Upstream, 502),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::Internal, 500),
+        ];
+        assert_eq!(expected.len(), ErrorKind::ALL.len());
+        for (kind, status) in expected {
+            assert_eq!(status_for(kind).as_u16(), status, "{kind}");
+        }
+    }
+
+    #[test]
+    fn retry_after_header_is_rounded_up() {
+        let resp = ApiError(Error::rate_limited("slow").with_retry_after(Duration::from_millis(1500)))
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+    }
+}

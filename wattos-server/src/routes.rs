@@ -1,0 +1,111 @@
+//! Operational routes: service info, health probes and Prometheus metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use wattos_core::Error;
+use wattos_core::health::{HealthReport, HealthStatus};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /`: name, version, mode and links.
+pub async fn index(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "wattos",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": state.config().mode,
+        "links": {
+            "health": "/health",
+            "liveness": "/health/liveness",
+            "readiness": "/health/readiness",
+            "metrics": "/metrics",
+        }
+    }))
+}
+
+/// `GET /health/liveness`: the process is up and serving HTTP. Never checks dependencies, so a
+/// dependency outage does not get the process restarted.
+pub async fn liveness() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Body of `/health` and `/health/readiness`.
+#[derive(Debug, Serialize)]
+pub struct HealthBody {
+    /// healthy / degraded / unhealthy.
+    pub status: HealthStatus,
+    /// Whether the instance should receive traffic.
+    pub ready: bool,
+    /// Whether shutdown has begun.
+    pub draining: bool,
+    /// Server version.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Per-component results.
+    pub components: std::collections::BTreeMap<String, wattos_core::health::ComponentReport>,
+}
+
+fn body(state: &AppState, report: HealthReport) -> (StatusCode, HealthBody) {
+    let draining = state.is_draining();
+    let ready = report.is_ready() && !draining;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        code,
+        HealthBody {
+            status: report.status,
+            ready,
+            draining,
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: state.uptime_secs(),
+            components: report.components,
+        },
+    )
+}
+
+/// `GET /health/readiness`: 200 when every critical dependency works and the server is not draining,
+/// else 503.
+pub async fn readiness(State(state): State<AppState>) -> Response {
+    let report = state.health().report().await;
+    let (code, body) = body(&state, report);
+    (code, Json(body)).into_response()
+}
+
+/// `GET /health`: the full report: healthy / degraded (200) or unhealthy (503) with per-component
+/// detail.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let report = state.health().report().await;
+    let (code, body) = body(&state, report);
+    let code = if body.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { code };
+    (code, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics().run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics().render(),
+    )
+        .into_response()
+}
+
+/// Fallback for unknown routes: 404 in the JSON error shape.
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError(Error::not_found(format!("no route for {method} {}", uri.path())))
+}
+
+/// Fallback for a known route with the wrong method: 405 in the JSON error shape.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut resp = ApiError(Error::invalid_input(format!(
+        "method {method} is not allowed on {}",
+        uri.path()
+    )))
+    .into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}
