@@ -10,7 +10,9 @@ use axum::routing::get;
 use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::middleware::{REQUEST_ID_HEADER, http_metrics, load_shed, request_context, request_timeout};
+use crate::middleware::{
+    REQUEST_ID_HEADER, http_metrics, load_shed, request_context, request_timeout,
+};
 use crate::routes;
 use crate::state::AppState;
 
@@ -58,13 +60,22 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
                 HeaderName::from_static(REQUEST_ID_HEADER),
                 HeaderName::from_static("x-api-key"),
             ])
-            .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), axum::http::header::RETRY_AFTER]),
+            .expose_headers([
+                HeaderName::from_static(REQUEST_ID_HEADER),
+                axum::http::header::RETRY_AFTER,
+            ]),
     )
 }

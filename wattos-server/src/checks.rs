@@ -37,7 +37,9 @@ impl HealthCheck for DataDirCheck {
         .await;
         match probe {
             Ok(Ok(())) => ComponentHealth::healthy(),
-            Ok(Err(e)) => ComponentHealth::unhealthy(format!("{} is not writable: {e}", self.dir.display())),
+            Ok(Err(e)) => {
+                ComponentHealth::unhealthy(format!("{} is not writable: {e}", self.dir.display()))
+            }
             Err(e) => ComponentHealth::unhealthy(format!("check failed: {e}")),
         }
     }
@@ -127,7 +129,9 @@ impl HealthCheck for TcpReachableCheck {
         let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
         match tokio::time::timeout(self.timeout, connect).await {
             Ok(Ok(_)) => ComponentHealth::healthy(),
-            Ok(Err(e)) => ComponentHealth::unhealthy(format!("{}:{} unreachable: {e}", self.host, self.port)),
+            Ok(Err(e)) => {
+                ComponentHealth::unhealthy(format!("{}:{} unreachable: {e}", self.host, self.port))
+            }
             Err(_) => ComponentHealth::unhealthy(format!(
                 "{}:{} did not accept a connection within {} ms",
                 self.host,
@@ -145,7 +149,9 @@ mod tests {
 
     #[test]
     fn url_parsing_strips_credentials() {
-        let c = TcpReachableCheck::from_url("postgres", "postgres://u:secret@db.internal:6543/x", 5432).unwrap();
+        let c =
+            TcpReachableCheck::from_url("postgres", "postgres://u:secret@db.internal:6543/x", 5432)
+                .unwrap();
         assert_eq!((c.host.as_str(), c.port), ("db.internal", 6543));
         let c = TcpReachableCheck::from_url("redis", "redis://cache", 6379).unwrap();
         assert_eq!(c.port, 6379);

@@ -31,9 +31,10 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
 /// OpenAI's coarse error `type` for a kind.
 fn type_for(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded | ErrorKind::NotFound | ErrorKind::Conflict => {
-            "invalid_request_error"
-        }
+        ErrorKind::InvalidInput
+        | ErrorKind::ContextLengthExceeded
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict => "invalid_request_error",
         ErrorKind::Unauthenticated => "authentication_error",
         ErrorKind::Forbidden => "permission_error",
         ErrorKind::RateLimited => "rate_limit_error",
@@ -147,8 +148,9 @@ mod tests {
 
     #[test]
     fn retry_after_header_is_rounded_up() {
-        let resp = ApiError(Error::rate_limited("slow").with_retry_after(Duration::from_millis(1500)))
-            .into_response();
+        let resp =
+            ApiError(Error::rate_limited("slow").with_retry_after(Duration::from_millis(1500)))
+                .into_response();
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
     }

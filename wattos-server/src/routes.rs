@@ -53,7 +53,11 @@ pub struct HealthBody {
 fn body(state: &AppState, report: HealthReport) -> (StatusCode, HealthBody) {
     let draining = state.is_draining();
     let ready = report.is_ready() && !draining;
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         code,
         HealthBody {
@@ -80,7 +84,11 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = state.health().report().await;
     let (code, body) = body(&state, report);
-    let code = if body.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { code };
+    let code = if body.status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        code
+    };
     (code, Json(body)).into_response()
 }
 
@@ -88,7 +96,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics().run_upkeep();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics().render(),
     )
         .into_response()
@@ -96,7 +107,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Fallback for unknown routes: 404 in the JSON error shape.
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError(Error::not_found(format!("no route for {method} {}", uri.path())))
+    ApiError(Error::not_found(format!(
+        "no route for {method} {}",
+        uri.path()
+    )))
 }
 
 /// Fallback for a known route with the wrong method: 405 in the JSON error shape.

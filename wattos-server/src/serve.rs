@@ -41,7 +41,10 @@ pub async fn serve_router(
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         drain_state.start_draining();
-        tracing::info!(grace_ms = grace.as_millis() as u64, "shutdown requested; draining");
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown requested; draining"
+        );
         begun_tx.notify_one();
     });
     tokio::select! {

@@ -44,9 +44,21 @@ impl AppState {
         }
         health.register(LocalModelsCheck::new(config.models.dir.clone()));
         let services = [
-            ("postgres", config.database.as_ref().map(|d| d.url.expose().clone()), 5432),
-            ("redis", config.redis.as_ref().map(|r| r.url.expose().clone()), 6379),
-            ("nats", config.nats.as_ref().map(|n| n.url.expose().clone()), 4222),
+            (
+                "postgres",
+                config.database.as_ref().map(|d| d.url.expose().clone()),
+                5432,
+            ),
+            (
+                "redis",
+                config.redis.as_ref().map(|r| r.url.expose().clone()),
+                6379,
+            ),
+            (
+                "nats",
+                config.nats.as_ref().map(|n| n.url.expose().clone()),
+                4222,
+            ),
         ];
         for (name, url, port) in services {
             if let Some(check) = url.and_then(|u| TcpReachableCheck::from_url(name, &u, port)) {

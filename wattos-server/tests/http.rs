@@ -1,6 +1,8 @@
 //! The server over real HTTP: health, metrics, request ids, error shape, load shedding, timeouts,
 //! graceful shutdown and configuration errors of the binary.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,7 +18,11 @@ use wattos_server::checks::TcpReachableCheck;
 use wattos_server::{AppState, app_with_routes, serve_router};
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wattos-test-{tag}-{}-{}", std::process::id(), fastrand_u64()));
+    let dir = std::env::temp_dir().join(format!(
+        "wattos-test-{tag}-{}-{}",
+        std::process::id(),
+        fastrand_u64()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -28,7 +34,8 @@ fn fastrand_u64() -> u64 {
 
 fn config(extra: &[(&str, &str)]) -> Config {
     let data = temp_dir("data");
-    let mut env: Vec<(String, String)> = vec![("WATTOS_DATA_DIR".into(), data.display().to_string())];
+    let mut env: Vec<(String, String)> =
+        vec![("WATTOS_DATA_DIR".into(), data.display().to_string())];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_sources(None, env).unwrap()
 }
@@ -55,10 +62,12 @@ impl Running {
 async fn start(state: AppState) -> Running {
     let extra = Router::new().route(
         "/test/sleep/{ms}",
-        get(|axum::extract::Path(ms): axum::extract::Path<u64>| async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            "done"
-        }),
+        get(
+            |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "done"
+            },
+        ),
     );
     let router = app_with_routes(state.clone(), extra);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,7 +76,11 @@ async fn start(state: AppState) -> Running {
     let handle = tokio::spawn(serve_router(listener, state, router, async move {
         let _ = rx.await;
     }));
-    Running { addr, stop: Some(tx), handle }
+    Running {
+        addr,
+        stop: Some(tx),
+        handle,
+    }
 }
 
 #[tokio::test]
@@ -75,11 +88,22 @@ async fn health_endpoints_report_components() {
     let server = start(AppState::new(config(&[]))).await;
     let client = reqwest::Client::new();
 
-    let live = client.get(server.url("/health/liveness")).send().await.unwrap();
+    let live = client
+        .get(server.url("/health/liveness"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
-    assert_eq!(live.json::<serde_json::Value>().await.unwrap()["status"], "alive");
+    assert_eq!(
+        live.json::<serde_json::Value>().await.unwrap()["status"],
+        "alive"
+    );
 
-    let ready = client.get(server.url("/health/readiness")).send().await.unwrap();
+    let ready = client
+        .get(server.url("/health/readiness"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["ready"], true);
@@ -95,7 +119,10 @@ async fn unreachable_critical_dependency_makes_the_service_unhealthy_and_not_rea
     drop(closed);
     let mut health = HealthRegistry::default();
     health.register(StaticCheck::new("embedded_store", None));
-    health.register(TcpReachableCheck::from_url("postgres", &format!("postgres://127.0.0.1:{port}/x"), 5432).unwrap());
+    health.register(
+        TcpReachableCheck::from_url("postgres", &format!("postgres://127.0.0.1:{port}/x"), 5432)
+            .unwrap(),
+    );
     let server = start(AppState::with_health(config(&[]), health)).await;
 
     for path in ["/health", "/health/readiness"] {
@@ -104,18 +131,31 @@ async fn unreachable_critical_dependency_makes_the_service_unhealthy_and_not_rea
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["status"], "unhealthy");
         assert_eq!(body["components"]["postgres"]["status"], "unhealthy");
-        assert!(body["components"]["postgres"]["detail"].as_str().unwrap().contains("unreachable"));
+        assert!(
+            body["components"]["postgres"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("unreachable")
+        );
         assert_eq!(body["components"]["embedded_store"]["status"], "healthy");
     }
     // Liveness never depends on dependencies.
-    assert_eq!(reqwest::get(server.url("/health/liveness")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(server.url("/health/liveness"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn non_critical_failure_degrades_but_stays_ready() {
     let mut health = HealthRegistry::default();
-    health.register(wattos_server::checks::LocalModelsCheck::new(temp_dir("empty-models")));
+    health.register(wattos_server::checks::LocalModelsCheck::new(temp_dir(
+        "empty-models",
+    )));
     let server = start(AppState::with_health(config(&[]), health)).await;
     let resp = reqwest::get(server.url("/health")).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -134,17 +174,29 @@ async fn metrics_expose_http_series_with_route_templates() {
     reqwest::get(server.url("/does-not-exist")).await.unwrap();
     let resp = reqwest::get(server.url("/metrics")).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = resp.text().await.unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/test/sleep/{ms}\"") && l.contains("status=\"200\""))
+        .find(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("route=\"/test/sleep/{ms}\"")
+                && l.contains("status=\"200\"")
+        })
         .unwrap_or_else(|| panic!("no series for the route template in:\n{text}"));
     let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 3.0, "{line}");
     assert!(text.contains("http_request_duration_ms_bucket{"), "{text}");
     assert!(text.contains("# TYPE http_requests_in_flight gauge"));
-    assert!(!text.contains("/does-not-exist"), "raw paths must not become labels");
+    assert!(
+        !text.contains("/does-not-exist"),
+        "raw paths must not become labels"
+    );
     server.shutdown().await;
 }
 
@@ -180,7 +232,11 @@ async fn errors_use_the_json_error_shape() {
     assert_eq!(body["error"]["code"], "not_found");
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert!(body["error"]["param"].is_null());
-    let resp = reqwest::Client::new().post(server.url("/health")).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("POST"));
@@ -189,7 +245,11 @@ async fn errors_use_the_json_error_shape() {
 
 #[tokio::test]
 async fn load_is_shed_beyond_max_concurrent_requests() {
-    let server = start(AppState::new(config(&[("WATTOS_SERVER__MAX_CONCURRENT_REQUESTS", "2")]))).await;
+    let server = start(AppState::new(config(&[(
+        "WATTOS_SERVER__MAX_CONCURRENT_REQUESTS",
+        "2",
+    )])))
+    .await;
     let client = reqwest::Client::new();
     let slow: Vec<_> = (0..2)
         .map(|_| {
@@ -199,24 +259,48 @@ async fn load_is_shed_beyond_max_concurrent_requests() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let shed = client.get(server.url("/test/sleep/1")).send().await.unwrap();
+    let shed = client
+        .get(server.url("/test/sleep/1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers()["retry-after"], "1");
     let body: serde_json::Value = shed.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
     // Probes are never shed.
-    assert_eq!(client.get(server.url("/health/liveness")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(server.url("/health/liveness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     for s in slow {
         assert_eq!(s.await.unwrap(), 200);
     }
     // Capacity is back once the slow requests finished.
-    assert_eq!(client.get(server.url("/test/sleep/1")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(server.url("/test/sleep/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn slow_requests_time_out_with_504() {
-    let server = start(AppState::new(config(&[("WATTOS_SERVER__REQUEST_TIMEOUT", "100ms")]))).await;
+    let server = start(AppState::new(config(&[(
+        "WATTOS_SERVER__REQUEST_TIMEOUT",
+        "100ms",
+    )])))
+    .await;
     let resp = reqwest::get(server.url("/test/sleep/2000")).await.unwrap();
     assert_eq!(resp.status(), 504);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -238,7 +322,11 @@ async fn graceful_shutdown_completes_in_flight_requests_and_fails_readiness() {
         }
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let Running { addr, mut stop, handle } = server;
+    let Running {
+        addr,
+        mut stop,
+        handle,
+    } = server;
     stop.take().unwrap().send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(state.is_draining());
@@ -303,16 +391,24 @@ async fn binary_serves_health_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let pid = child.id().unwrap();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.status.success(), "{:?}", out.status);
     // Logs are JSON lines; the access log line carries the request id in its span fields.
     let logs = String::from_utf8_lossy(&out.stderr);
     let access = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == "request finished" && v["spans"][0]["request_id"] == "log-probe-1")
+        .find(|v| {
+            v["message"] == "request finished" && v["spans"][0]["request_id"] == "log-probe-1"
+        })
         .unwrap_or_else(|| panic!("no JSON access log with the request id in:\n{logs}"));
     assert_eq!(access["status"], 200);
     assert!(access["spans"][0].get("trace_id").is_some());
