@@ -12,12 +12,13 @@ command -v cargo >/dev/null || { echo "test: cargo not found; install Rust 1.95+
 WATTOS_MODELS__DIR="$(scripts/fetch-models.sh)"
 export WATTOS_MODELS__DIR
 scripts/services.sh ensure
-export WATTOS_TEST_DATABASE_URL="${WATTOS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
-export WATTOS_TEST_REDIS_URL="${WATTOS_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
-export WATTOS_TEST_NATS_URL="${WATTOS_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+# Test-only connection strings (not WATTOS_* settings, which the server validates strictly).
+export PG_TEST_URL="${PG_TEST_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export REDIS_TEST_URL="${REDIS_TEST_URL:-redis://127.0.0.1:6379}"
+export NATS_TEST_URL="${NATS_TEST_URL:-nats://127.0.0.1:4222}"
 if [[ -x scripts/pgvector.sh ]]; then
-  WATTOS_TEST_PGVECTOR_URL="$(scripts/pgvector.sh start)"
-  export WATTOS_TEST_PGVECTOR_URL
+  PGVECTOR_TEST_URL="$(scripts/pgvector.sh start)"
+  export PGVECTOR_TEST_URL
 fi
 if [[ -z "${QDRANT_URL:-}" ]]; then
   echo "test: QDRANT_URL is not set; the Qdrant store tests will be skipped" >&2

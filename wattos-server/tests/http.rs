@@ -363,6 +363,8 @@ async fn binary_exits_non_zero_naming_each_missing_variable() {
 async fn binary_serves_health_and_stops_on_sigterm() {
     let data = temp_dir("bin");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wattos-server"))
+        .env_clear()
+        .env("HOME", &data)
         .env("WATTOS_SERVER__BIND", "127.0.0.1:0")
         .env("WATTOS_DATA_DIR", &data)
         .env("WATTOS_TELEMETRY__LOG_FILTER", "info")
