@@ -28,7 +28,10 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
     let server = &state.config().server;
     let slots = Arc::new(Semaphore::new(server.max_concurrent_requests));
+    let api =
+        crate::gateway::routes::<AppState>().layer(from_fn(crate::gateway::embedded_identity));
     let mut router = extra
+        .merge(api)
         .route("/", get(routes::index))
         .route("/health", get(routes::health))
         .route("/health/liveness", get(routes::liveness))

@@ -84,6 +84,28 @@ impl ApiError {
     }
 }
 
+/// The JSON body for `err` (internal details are replaced by a generic message).
+pub fn error_body(err: &Error) -> ErrorBody {
+    let message = if err.kind() == ErrorKind::Internal {
+        "internal server error".to_owned()
+    } else {
+        err.to_string()
+    };
+    ErrorBody {
+        error: ErrorObject {
+            message,
+            kind: type_for(err.kind()),
+            param: err.field().map(str::to_owned),
+            code: err.code(),
+        },
+    }
+}
+
+/// The coarse error type name used in bodies (OpenAI's `type`; Anthropic's `error.type` differs).
+pub fn error_type(kind: ErrorKind) -> &'static str {
+    type_for(kind)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let err = self.0;
@@ -91,21 +113,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && err.kind() == ErrorKind::Internal {
             tracing::error!(error = ?err, "internal error");
         }
-        // Internal details never leak to clients.
-        let message = if err.kind() == ErrorKind::Internal {
-            "internal server error".to_owned()
-        } else {
-            err.to_string()
-        };
-        let body = ErrorBody {
-            error: ErrorObject {
-                message,
-                kind: type_for(err.kind()),
-                param: err.field().map(str::to_owned),
-                code: err.code(),
-            },
-        };
-        let mut resp = (status, Json(body)).into_response();
+        let mut resp = (status, Json(error_body(&err))).into_response();
         if let Some(after) = err.retry_after() {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {

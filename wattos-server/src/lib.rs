@@ -20,6 +20,7 @@
 mod app;
 pub mod checks;
 pub mod error;
+pub mod gateway;
 pub mod middleware;
 pub mod routes;
 mod serve;

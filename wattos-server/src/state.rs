@@ -9,6 +9,7 @@ use wattos_core::config::{Config, DeploymentMode};
 use wattos_core::health::HealthRegistry;
 
 use crate::checks::{DataDirCheck, LocalModelsCheck, TcpReachableCheck};
+use crate::gateway::{GatewayState, ModelCatalog};
 
 /// Application state: configuration, health checks, metrics and lifecycle flags. Cheap to clone.
 #[derive(Clone)]
@@ -19,6 +20,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     health: HealthRegistry,
+    catalog: ModelCatalog,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -35,9 +37,15 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Builds the state for `config`: registers a health check for the data folder (embedded), the
-    /// local models, and every configured external service.
+    /// Builds the state for `config` with no models: see [`AppState::default_health`].
     pub fn new(config: Config) -> Self {
+        let health = Self::default_health(&config);
+        Self::with_parts(config, health, ModelCatalog::default())
+    }
+
+    /// Health checks for `config`: the data folder (embedded), the local models, and every
+    /// configured external service.
+    pub fn default_health(config: &Config) -> HealthRegistry {
         let mut health = HealthRegistry::default();
         if config.mode == DeploymentMode::Embedded {
             health.register(DataDirCheck::new(config.data_dir.clone()));
@@ -65,15 +73,21 @@ impl AppState {
                 health.register(check);
             }
         }
-        Self::with_health(config, health)
+        health
     }
 
-    /// Builds the state with an explicit health registry (for embedding apps and tests).
+    /// Builds the state with an explicit health registry and no models (for embedding apps and tests).
     pub fn with_health(config: Config, health: HealthRegistry) -> Self {
+        Self::with_parts(config, health, ModelCatalog::default())
+    }
+
+    /// Builds the state from its parts.
+    pub fn with_parts(config: Config, health: HealthRegistry, catalog: ModelCatalog) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 health,
+                catalog,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -109,5 +123,11 @@ impl AppState {
     /// Seconds since the state was built.
     pub fn uptime_secs(&self) -> u64 {
         self.inner.started_at.elapsed().as_secs()
+    }
+}
+
+impl GatewayState for AppState {
+    fn catalog(&self) -> &ModelCatalog {
+        &self.inner.catalog
     }
 }

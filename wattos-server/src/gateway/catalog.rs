@@ -1,0 +1,151 @@
+//! The models a gateway serves: names mapped to chat and embedding models.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wattos_core::embedding::EmbeddingModel;
+use wattos_core::llm::ChatModel;
+use wattos_core::{Error, RequestContext, Result};
+
+/// One entry of `/v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// The name clients send as `model`.
+    pub id: String,
+    /// Who provides it (`wattos`, `openai`, ...).
+    pub owned_by: String,
+    /// Unix seconds the entry was registered.
+    pub created: u64,
+    /// `chat` or `embedding`.
+    pub kind: ModelKind,
+}
+
+/// What a catalog entry does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Chat completions / messages.
+    Chat,
+    /// Embeddings.
+    Embedding,
+}
+
+/// Names to models. A router that resolves names itself can be registered under each of its names.
+///
+/// ```
+/// use std::sync::Arc;
+/// use wattos_server::gateway::ModelCatalog;
+/// # use wattos_core::llm::*; use async_trait::async_trait;
+/// # struct Echo;
+/// # #[async_trait] impl ChatModel for Echo {
+/// #   fn name(&self) -> &str { "echo" }
+/// #   async fn chat(&self, _: &wattos_core::RequestContext, r: ChatRequest) -> wattos_core::Result<ChatResponse> { unimplemented!() }
+/// # }
+/// let mut catalog = ModelCatalog::default();
+/// catalog.add_chat("echo-1", "wattos", Arc::new(Echo));
+/// assert!(catalog.has_chat("echo-1"));
+/// ```
+#[derive(Clone, Default)]
+pub struct ModelCatalog {
+    chat: BTreeMap<String, (ModelInfo, Arc<dyn ChatModel>)>,
+    embedding: BTreeMap<String, (ModelInfo, Arc<dyn EmbeddingModel>)>,
+}
+
+impl std::fmt::Debug for ModelCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelCatalog")
+            .field("chat", &self.chat.keys().collect::<Vec<_>>())
+            .field("embedding", &self.embedding.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ModelCatalog {
+    /// Registers a chat model under `id`.
+    pub fn add_chat(
+        &mut self,
+        id: impl Into<String>,
+        owned_by: impl Into<String>,
+        model: Arc<dyn ChatModel>,
+    ) {
+        let id = id.into();
+        let info = ModelInfo {
+            id: id.clone(),
+            owned_by: owned_by.into(),
+            created: now_secs(),
+            kind: ModelKind::Chat,
+        };
+        self.chat.insert(id, (info, model));
+    }
+
+    /// Registers an embedding model under `id`.
+    pub fn add_embedding(
+        &mut self,
+        id: impl Into<String>,
+        owned_by: impl Into<String>,
+        model: Arc<dyn EmbeddingModel>,
+    ) {
+        let id = id.into();
+        let info = ModelInfo {
+            id: id.clone(),
+            owned_by: owned_by.into(),
+            created: now_secs(),
+            kind: ModelKind::Embedding,
+        };
+        self.embedding.insert(id, (info, model));
+    }
+
+    /// Whether a chat model named `id` exists.
+    pub fn has_chat(&self, id: &str) -> bool {
+        self.chat.contains_key(id)
+    }
+
+    /// The chat model for `id`.
+    ///
+    /// # Errors
+    /// `not_found` naming the model (OpenAI's `model_not_found` situation).
+    pub fn chat(&self, _ctx: &RequestContext, id: &str) -> Result<Arc<dyn ChatModel>> {
+        self.chat.get(id).map(|(_, m)| m.clone()).ok_or_else(|| {
+            Error::not_found(format!(
+                "The model '{id}' does not exist or you do not have access to it."
+            ))
+            .with_field("model")
+        })
+    }
+
+    /// The embedding model for `id`.
+    ///
+    /// # Errors
+    /// `not_found` naming the model.
+    pub fn embedding(&self, _ctx: &RequestContext, id: &str) -> Result<Arc<dyn EmbeddingModel>> {
+        self.embedding
+            .get(id)
+            .map(|(_, m)| m.clone())
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "The model '{id}' does not exist or you do not have access to it."
+                ))
+                .with_field("model")
+            })
+    }
+
+    /// Every model, chat first, sorted by name.
+    pub fn list(&self, _ctx: &RequestContext) -> Vec<ModelInfo> {
+        self.chat
+            .values()
+            .map(|(i, _)| i.clone())
+            .chain(self.embedding.values().map(|(i, _)| i.clone()))
+            .collect()
+    }
+
+    /// Whether the catalog has no models at all.
+    pub fn is_empty(&self) -> bool {
+        self.chat.is_empty() && self.embedding.is_empty()
+    }
+}

@@ -1,0 +1,167 @@
+//! OpenAI-compatible endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
+//! `GET /v1/models/{id}`.
+
+pub mod chat;
+pub mod embeddings;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+use wattos_core::llm::ChatStream;
+
+use super::GatewayState;
+use super::context::Ctx;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use chat::{ChatCompletionRequest, ChunkWriter};
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses a JSON body into `T`, turning syntax and shape errors into OpenAI-style 400s.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(wattos_core::Error::invalid_input(format!(
+            "We could not parse the JSON body of your request: {e}"
+        )))
+    })
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions<S: GatewayState>(
+    State(state): State<S>,
+    Ctx(ctx): Ctx,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: ChatCompletionRequest = parse_body(&body)?;
+    let stream = req.is_stream();
+    let include_usage = req.include_usage();
+    let neutral = req.into_neutral()?;
+    let model = state.catalog().chat(&ctx, &neutral.model)?;
+    let requested = neutral.model.clone();
+    if stream {
+        let deltas = model.chat_stream(&ctx, neutral).await?;
+        let writer = ChunkWriter::new(requested, unix_now(), include_usage);
+        Ok(Sse::new(sse_events(deltas, writer)).into_response())
+    } else {
+        let resp = model.chat(&ctx, neutral).await?;
+        Ok(Json(chat::to_completion(resp, unix_now())).into_response())
+    }
+}
+
+enum Phase {
+    Streaming,
+    Done,
+}
+
+/// Turns deltas into OpenAI SSE events: chunks, an optional usage chunk, then `[DONE]`. A failure
+/// mid-stream becomes a `data: {"error": {...}}` event and the stream ends without `[DONE]`.
+fn sse_events(
+    inner: ChatStream,
+    writer: ChunkWriter,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let state = (inner, writer, Phase::Streaming, VecDeque::<String>::new());
+    futures::stream::unfold(
+        state,
+        |(mut inner, mut writer, mut phase, mut buf)| async move {
+            loop {
+                if let Some(data) = buf.pop_front() {
+                    return Some((Ok(Event::default().data(data)), (inner, writer, phase, buf)));
+                }
+                match phase {
+                    Phase::Done => return None,
+                    Phase::Streaming => match inner.next().await {
+                        Some(Ok(delta)) => {
+                            buf.extend(writer.on_delta(delta).into_iter().map(|c| c.to_string()))
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "stream failed after it started");
+                            let body = error_body(e);
+                            buf.push_back(serde_json::to_string(&body).unwrap_or_default());
+                            phase = Phase::Done;
+                        }
+                        None => {
+                            if let Some(u) = writer.usage_chunk() {
+                                buf.push_back(u.to_string());
+                            }
+                            buf.push_back("[DONE]".to_owned());
+                            phase = Phase::Done;
+                        }
+                    },
+                }
+            }
+        },
+    )
+}
+
+fn error_body(e: wattos_core::Error) -> ErrorBody {
+    let resp = ApiError(e);
+    crate::error::error_body(&resp.0)
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings<S: GatewayState>(
+    State(state): State<S>,
+    Ctx(ctx): Ctx,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<embeddings::EmbeddingList>> {
+    let req: embeddings::EmbeddingRequest = parse_body(&body)?;
+    let inputs = req.inputs()?;
+    let encoding = req.encoding()?;
+    let model = state.catalog().embedding(&ctx, &req.model)?;
+    if let Some(d) = req.dimensions
+        && d != model.dimensions()
+    {
+        return Err(ApiError(wattos_core::Error::invalid_field(
+            "dimensions",
+            format!(
+                "{} produces {} dimensions; other sizes are not supported",
+                req.model,
+                model.dimensions()
+            ),
+        )));
+    }
+    let out = model.embed_all(&ctx, &inputs).await?;
+    Ok(Json(embeddings::to_list(req.model, out, encoding)))
+}
+
+fn model_json(info: &super::ModelInfo) -> Value {
+    json!({ "id": info.id, "object": "model", "created": info.created, "owned_by": info.owned_by })
+}
+
+/// `GET /v1/models`: the models the caller's tenant may use.
+pub async fn list_models<S: GatewayState>(State(state): State<S>, Ctx(ctx): Ctx) -> Json<Value> {
+    let data: Vec<Value> = state.catalog().list(&ctx).iter().map(model_json).collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get_model<S: GatewayState>(
+    State(state): State<S>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state
+        .catalog()
+        .list(&ctx)
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| Json(model_json(m)))
+        .ok_or_else(|| {
+            ApiError(
+                wattos_core::Error::not_found(format!(
+                    "The model '{id}' does not exist or you do not have access to it."
+                ))
+                .with_field("model"),
+            )
+        })
+}
