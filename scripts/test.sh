@@ -20,6 +20,19 @@ if [[ -x scripts/pgvector.sh ]]; then
   PGVECTOR_TEST_URL="$(scripts/pgvector.sh start)"
   export PGVECTOR_TEST_URL
 fi
+# Official client SDKs for the compatibility tests (pinned in wattos-server/tests/sdk/).
+SDK_DIR=wattos-server/tests/sdk
+VENV=.cache/sdk-venv
+if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$SDK_DIR/requirements.txt" "$VENV/requirements.txt"; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$SDK_DIR/requirements.txt"
+  cp "$SDK_DIR/requirements.txt" "$VENV/requirements.txt"
+fi
+export WATTOS_SDK_PYTHON="$PWD/$VENV/bin/python"
+if [[ ! -d "$SDK_DIR/node_modules/openai" ]]; then
+  (cd "$SDK_DIR" && npm ci --silent --no-audit --no-fund)
+fi
+
 if [[ -z "${QDRANT_URL:-}" ]]; then
   echo "test: QDRANT_URL is not set; the Qdrant store tests will be skipped" >&2
 fi
