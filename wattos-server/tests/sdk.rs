@@ -3,7 +3,7 @@
 //! `scripts/test.sh` installs the SDKs (a Python venv and `npm ci` in `tests/sdk`) and exports
 //! `WATTOS_SDK_PYTHON`; run directly with `cargo test`, these tests say they are skipped.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod support;
 

@@ -16,7 +16,7 @@ use wattos_server::{AppState, app};
 
 /// Streams the last user message back word by word; calls `lookup` when tools are offered;
 /// "break" fails mid-stream; "busy" is rate limited.
-pub struct Parrot;
+pub(crate) struct Parrot;
 
 fn last_user(req: &ChatRequest) -> String {
     req.messages
@@ -100,7 +100,7 @@ impl ChatModel for Parrot {
     }
 }
 
-pub struct Toy;
+pub(crate) struct Toy;
 
 #[async_trait]
 impl EmbeddingModel for Toy {
@@ -123,7 +123,7 @@ impl EmbeddingModel for Toy {
     }
 }
 
-pub async fn start() -> String {
+pub(crate) async fn start() -> String {
     let dir = std::env::temp_dir().join(format!("wattos-gw-{}", std::process::id()));
     let config = Config::from_sources(
         None,
