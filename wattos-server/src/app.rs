@@ -37,6 +37,7 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
         .route("/health/liveness", get(routes::liveness))
         .route("/health/readiness", get(routes::readiness))
         .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(server.body_limit_bytes))

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 use wattos_core::{Error, ErrorKind};
 
 /// Maps an error kind to its HTTP status. Each kind has exactly one status.
@@ -47,7 +48,7 @@ fn type_for(kind: ErrorKind) -> &'static str {
 }
 
 /// The `error` object of an error body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorObject {
     /// Human-readable message.
     pub message: String,
@@ -61,7 +62,7 @@ pub struct ErrorObject {
 }
 
 /// An error body: `{"error": {...}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorObject,

@@ -9,10 +9,11 @@ use serde_json::json;
 use wattos_core::Error;
 use wattos_core::health::{HealthReport, HealthStatus};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// `GET /`: name, version, mode and links.
+#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, description = "Service info", body = Object)))]
 pub async fn index(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "name": "wattos",
@@ -29,14 +30,16 @@ pub async fn index(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 /// `GET /health/liveness`: the process is up and serving HTTP. Never checks dependencies, so a
 /// dependency outage does not get the process restarted.
+#[utoipa::path(get, path = "/health/liveness", tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
 pub async fn liveness() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
 
 /// Body of `/health` and `/health/readiness`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthBody {
     /// healthy / degraded / unhealthy.
+    #[schema(value_type = String)]
     pub status: HealthStatus,
     /// Whether the instance should receive traffic.
     pub ready: bool,
@@ -47,6 +50,7 @@ pub struct HealthBody {
     /// Seconds since start.
     pub uptime_secs: u64,
     /// Per-component results.
+    #[schema(value_type = Object)]
     pub components: std::collections::BTreeMap<String, wattos_core::health::ComponentReport>,
 }
 
@@ -73,6 +77,8 @@ fn body(state: &AppState, report: HealthReport) -> (StatusCode, HealthBody) {
 
 /// `GET /health/readiness`: 200 when every critical dependency works and the server is not draining,
 /// else 503.
+#[utoipa::path(get, path = "/health/readiness", tag = "operations", responses(
+    (status = 200, description = "Ready", body = HealthBody), (status = 503, description = "Not ready", body = HealthBody)))]
 pub async fn readiness(State(state): State<AppState>) -> Response {
     let report = state.health().report().await;
     let (code, body) = body(&state, report);
@@ -81,6 +87,8 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
 
 /// `GET /health`: the full report: healthy / degraded (200) or unhealthy (503) with per-component
 /// detail.
+#[utoipa::path(get, path = "/health", tag = "operations", responses(
+    (status = 200, description = "Healthy or degraded", body = HealthBody), (status = 503, description = "Unhealthy", body = HealthBody)))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = state.health().report().await;
     let (code, body) = body(&state, report);
@@ -93,6 +101,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics().run_upkeep();
     (
@@ -122,4 +131,33 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     .into_response();
     *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     resp
+}
+
+/// The OpenAPI 3.1 document of every route.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "WattOS", description = "WattOS reference server: OpenAI- and Anthropic-compatible gateway, health and metrics."),
+    paths(
+        index, liveness, readiness, health, metrics,
+        crate::gateway::openai::chat_completions,
+        crate::gateway::openai::embeddings,
+        crate::gateway::openai::list_models,
+        crate::gateway::openai::get_model,
+        crate::gateway::anthropic::messages,
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "openai", description = "OpenAI-compatible API"),
+        (name = "anthropic", description = "Anthropic-compatible API"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers' types.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    Json(doc)
 }

@@ -50,6 +50,15 @@ impl IntoResponse for AnthropicError {
 }
 
 /// `POST /v1/messages`.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "anthropic",
+    request_body = types::MessagesRequest,
+    responses(
+        (status = 200, description = "A `message`, or `text/event-stream` of Anthropic stream events when `stream` is true", body = Object),
+        (status = 400, description = "Invalid request: `{\"type\":\"error\",\"error\":{...}}`", body = Object),
+        (status = 404, description = "Unknown model", body = Object),
+    )
+)]
 pub async fn messages<S: GatewayState>(
     State(state): State<S>,
     ctx: Result<Ctx, ApiError>,

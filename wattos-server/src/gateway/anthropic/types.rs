@@ -1,6 +1,7 @@
 //! Anthropic Messages wire types and conversions.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 use serde_json::{Map, Value, json};
 use wattos_core::llm::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, ToolCall,
@@ -9,7 +10,7 @@ use wattos_core::llm::{
 use wattos_core::{Error, ErrorKind, Result};
 
 /// `POST /v1/messages` request body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct MessagesRequest {
     /// Model name.
     pub model: String,
@@ -46,11 +47,12 @@ pub struct MessagesRequest {
     pub metadata: Option<Value>,
     /// Everything else.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub other: Map<String, Value>,
 }
 
 /// A request message.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InMessage {
     /// `user` or `assistant`.
     pub role: String,
@@ -59,7 +61,7 @@ pub struct InMessage {
 }
 
 /// A tool definition.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InTool {
     /// Name.
     pub name: String,

@@ -4,6 +4,7 @@
 //! parse every response unmodified.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use serde_json::{Map, Value};
 use wattos_core::llm::{
     ChatDelta, ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message,
@@ -12,7 +13,7 @@ use wattos_core::llm::{
 use wattos_core::{Error, Result};
 
 /// `POST /v1/chat/completions` request body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// Model name.
     pub model: String,
@@ -56,6 +57,7 @@ pub struct ChatCompletionRequest {
     pub tools: Option<Vec<InTool>>,
     /// Tool choice: "none" | "auto" | "required" | {"type":"function","function":{"name"}}.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tool_choice: Option<Value>,
     /// Parallel tool calls.
     #[serde(default)]
@@ -71,11 +73,12 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     /// Everything else (accepted and ignored when harmless, e.g. `store`, `metadata`).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub other: Map<String, Value>,
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a final chunk with usage.
     #[serde(default)]
@@ -83,7 +86,7 @@ pub struct StreamOptions {
 }
 
 /// `stop`: one string or several.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StopField {
     /// One stop sequence.
@@ -93,7 +96,7 @@ pub enum StopField {
 }
 
 /// A request message.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InMessage {
     /// system | developer | user | assistant | tool.
     pub role: String,
@@ -112,7 +115,7 @@ pub struct InMessage {
 }
 
 /// A tool call inside an assistant message.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InToolCall {
     /// Call id.
     pub id: String,
@@ -124,7 +127,7 @@ pub struct InToolCall {
 }
 
 /// Function name and JSON arguments text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     /// Function name.
     pub name: String,
@@ -133,7 +136,7 @@ pub struct FunctionCall {
 }
 
 /// A tool definition.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InTool {
     /// Always "function".
     #[serde(rename = "type")]
@@ -143,7 +146,7 @@ pub struct InTool {
 }
 
 /// A function definition.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct InFunction {
     /// Name.
     pub name: String,
@@ -438,7 +441,7 @@ impl ChatCompletionRequest {
 }
 
 /// `chat.completion` response body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ChatCompletion {
     /// Response id.
     pub id: String,
@@ -459,7 +462,7 @@ pub struct ChatCompletion {
 }
 
 /// A completion choice.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Choice {
     /// Always 0.
     pub index: u32,
@@ -472,7 +475,7 @@ pub struct Choice {
 }
 
 /// The assistant message in a response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OutMessage {
     /// Always `assistant`.
     pub role: &'static str,
@@ -488,7 +491,7 @@ pub struct OutMessage {
 }
 
 /// A tool call in a response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OutToolCall {
     /// Call id.
     pub id: String,
@@ -500,7 +503,7 @@ pub struct OutToolCall {
 }
 
 /// Usage in OpenAI's shape.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OutUsage {
     /// Input tokens.
     pub prompt_tokens: u64,
@@ -515,7 +518,7 @@ pub struct OutUsage {
 }
 
 /// `prompt_tokens_details`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PromptTokensDetails {
     /// Cached input tokens.
     pub cached_tokens: u64,
@@ -524,7 +527,7 @@ pub struct PromptTokensDetails {
 }
 
 /// `completion_tokens_details`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CompletionTokensDetails {
     /// Reasoning tokens.
     pub reasoning_tokens: u64,

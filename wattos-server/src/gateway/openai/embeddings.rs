@@ -2,12 +2,13 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use serde_json::Value;
 use wattos_core::embedding::Embeddings;
 use wattos_core::{Error, Result};
 
 /// `POST /v1/embeddings` request body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct EmbeddingRequest {
     /// Model name.
     pub model: String,
@@ -92,7 +93,7 @@ impl EmbeddingRequest {
 }
 
 /// `list` of embeddings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EmbeddingList {
     /// Always `list`.
     pub object: &'static str,
@@ -105,7 +106,7 @@ pub struct EmbeddingList {
 }
 
 /// One embedding.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EmbeddingObject {
     /// Always `embedding`.
     pub object: &'static str,
@@ -116,7 +117,7 @@ pub struct EmbeddingObject {
 }
 
 /// Embedding usage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EmbeddingUsage {
     /// Input tokens.
     pub prompt_tokens: u64,

@@ -37,6 +37,19 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResu
 }
 
 /// `POST /v1/chat/completions`.
+#[utoipa::path(
+    post, path = "/v1/chat/completions", tag = "openai",
+    request_body = chat::ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A `chat.completion`, or `text/event-stream` of `chat.completion.chunk` events ending in `data: [DONE]` when `stream` is true", body = chat::ChatCompletion),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 502, description = "Upstream failure", body = ErrorBody),
+        (status = 503, description = "Overloaded", body = ErrorBody),
+    )
+)]
 pub async fn chat_completions<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
@@ -109,6 +122,15 @@ fn error_body(e: wattos_core::Error) -> ErrorBody {
 }
 
 /// `POST /v1/embeddings`.
+#[utoipa::path(
+    post, path = "/v1/embeddings", tag = "openai",
+    request_body = embeddings::EmbeddingRequest,
+    responses(
+        (status = 200, description = "Embeddings", body = embeddings::EmbeddingList),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+    )
+)]
 pub async fn embeddings<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
@@ -139,12 +161,18 @@ fn model_json(info: &super::ModelInfo) -> Value {
 }
 
 /// `GET /v1/models`: the models the caller's tenant may use.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "`{\"object\":\"list\",\"data\":[model...]}`", body = Object)))]
 pub async fn list_models<S: GatewayState>(State(state): State<S>, Ctx(ctx): Ctx) -> Json<Value> {
     let data: Vec<Value> = state.catalog().list(&ctx).iter().map(model_json).collect();
     Json(json!({ "object": "list", "data": data }))
 }
 
 /// `GET /v1/models/{id}`.
+#[utoipa::path(
+    get, path = "/v1/models/{id}", tag = "openai",
+    params(("id" = String, Path, description = "Model name")),
+    responses((status = 200, description = "A model object", body = Object), (status = 404, description = "Unknown model", body = ErrorBody))
+)]
 pub async fn get_model<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
