@@ -1,8 +1,8 @@
 //! Anthropic Messages wire types and conversions.
 
 use serde::Deserialize;
-use utoipa::ToSchema;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 use wattos_core::llm::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, ToolCall,
     ToolChoice, ToolDefinition, Usage,
@@ -17,6 +17,7 @@ pub struct MessagesRequest {
     /// Output limit (required by Anthropic).
     pub max_tokens: Option<u32>,
     /// Conversation (user/assistant turns).
+    #[schema(min_items = 1)]
     pub messages: Vec<InMessage>,
     /// System prompt: a string or text blocks.
     #[serde(default)]

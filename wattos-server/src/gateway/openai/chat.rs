@@ -4,8 +4,8 @@
 //! parse every response unmodified.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use wattos_core::llm::{
     ChatDelta, ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message,
     ResponseFormat, ToolCall, ToolChoice, ToolDefinition, Usage,
@@ -16,8 +16,10 @@ use wattos_core::{Error, Result};
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// Model name.
+    #[schema(min_length = 1)]
     pub model: String,
     /// Conversation.
+    #[schema(min_items = 1)]
     pub messages: Vec<InMessage>,
     /// Stream the answer as server-sent events.
     #[serde(default)]
@@ -27,9 +29,11 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Sampling temperature.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     /// Nucleus sampling.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub top_p: Option<f32>,
     /// Legacy output limit.
     #[serde(default)]
@@ -51,6 +55,7 @@ pub struct ChatCompletionRequest {
     pub frequency_penalty: Option<f32>,
     /// Number of choices; only 1 is supported.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     /// Tools.
     #[serde(default)]

@@ -2,8 +2,8 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::Value;
+use utoipa::ToSchema;
 use wattos_core::embedding::Embeddings;
 use wattos_core::{Error, Result};
 
