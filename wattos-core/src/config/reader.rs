@@ -191,6 +191,26 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
+fn insert_path(table: &mut toml::Table, parts: &[&str], value: toml::Value) {
+    match parts {
+        [] => {}
+        [leaf] => {
+            table.insert((*leaf).to_owned(), value);
+        }
+        [head, rest @ ..] => {
+            let slot = table
+                .entry((*head).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !slot.is_table() {
+                *slot = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = slot {
+                insert_path(t, rest, value);
+            }
+        }
+    }
+}
+
 /// Merged raw settings plus the problems found while reading them.
 #[derive(Debug, Default)]
 pub struct ConfigReader {
@@ -310,6 +330,31 @@ impl ConfigReader {
         v
     }
 
+    /// Takes the whole `section` as a TOML table (for crates that deserialize their own section with
+    /// serde), marking its keys as read. Environment values arrive as strings. `None` when unset.
+    pub fn section(&mut self, section: &str) -> Option<toml::Table> {
+        let prefix = format!("{section}.");
+        let keys: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let mut root = toml::Table::new();
+        for key in keys {
+            let Some(entry) = self.entries.get(&key) else {
+                continue;
+            };
+            let parts: Vec<&str> = key[prefix.len()..].split('.').collect();
+            insert_path(&mut root, &parts, entry.value.clone());
+            self.used.insert(key);
+        }
+        Some(root)
+    }
+
     /// Marks every key under `section.` as known (for sections another crate reads later).
     pub fn allow_section(&mut self, section: &str) {
         let prefix = format!("{section}.");
@@ -382,6 +427,27 @@ mod tests {
             env_var_for("database.max_connections"),
             "WATTOS_DATABASE__MAX_CONNECTIONS"
         );
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn sections_are_rebuilt_as_tables() {
+        let mut r = ConfigReader::new(
+            Some((
+                "t",
+                "[llm]\ndefault = \"a\"\n[[llm.providers]]\nkind = \"openai\"\n[llm.router.retry]\nmax = 2\n",
+            )),
+            vec![(
+                "WATTOS_LLM__ROUTER__STRATEGY".into(),
+                "lowest_latency".into(),
+            )],
+        );
+        let t = r.section("llm").unwrap();
+        assert_eq!(t["default"].as_str(), Some("a"));
+        assert_eq!(t["providers"][0]["kind"].as_str(), Some("openai"));
+        assert_eq!(t["router"]["retry"]["max"].as_integer(), Some(2));
+        assert_eq!(t["router"]["strategy"].as_str(), Some("lowest_latency"));
+        assert!(r.section("nothing").is_none());
         r.finish().unwrap();
     }
 
