@@ -1,5 +1,7 @@
 //! Pieces every provider shares: options, model selection, `extra` merging, cost.
 
+#![cfg_attr(not(feature = "remote"), allow(dead_code))]
+
 use serde_json::{Map, Value};
 use wattos_core::llm::ChatResponse;
 use wattos_core::{Error, Result};
