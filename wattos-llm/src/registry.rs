@@ -227,6 +227,17 @@ pub struct ProvidersConfig {
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
+impl ProvidersConfig {
+    /// Parses `[providers.<name>]` tables from TOML.
+    ///
+    /// # Errors
+    /// [`wattos_core::ErrorKind::InvalidInput`] naming the problem.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text)
+            .map_err(|e| Error::invalid_field("providers", format!("invalid providers config: {e}")))
+    }
+}
+
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// What building needs besides the config: where environment variables come from and the price

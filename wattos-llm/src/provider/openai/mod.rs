@@ -47,6 +47,8 @@ pub struct OpenAiConfig {
     pub project: Option<String>,
     /// Which field carries `max_tokens`.
     pub max_tokens_field: MaxTokensField,
+    /// A third-party OpenAI-compatible server (labelled `openai_compatible` in errors and metrics).
+    pub compatible: bool,
     /// Common options (fixed model, HTTP, pricing).
     pub options: ProviderOptions,
 }
@@ -60,6 +62,7 @@ impl OpenAiConfig {
             organization: None,
             project: None,
             max_tokens_field: MaxTokensField::MaxCompletionTokens,
+            compatible: false,
             options: ProviderOptions::default(),
         }
     }
@@ -72,6 +75,7 @@ impl OpenAiConfig {
             organization: None,
             project: None,
             max_tokens_field: MaxTokensField::MaxTokens,
+            compatible: true,
             options: ProviderOptions::default(),
         }
     }
@@ -149,10 +153,10 @@ pub(crate) fn openai_headers(cfg: &OpenAiConfig) -> Vec<(&'static str, String)> 
 }
 
 fn provider_label(cfg: &OpenAiConfig) -> &'static str {
-    if cfg.base_url.trim_end_matches('/') == OPENAI_BASE_URL {
-        "openai"
-    } else {
+    if cfg.compatible {
         "openai_compatible"
+    } else {
+        "openai"
     }
 }
 
