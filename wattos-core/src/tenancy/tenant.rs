@@ -152,13 +152,13 @@ impl TenantConfig {
         if self.allowed_models.iter().any(|m| m.trim().is_empty()) {
             return Err(Error::invalid_field("allowed_models", "empty model name"));
         }
-        if let Some(d) = &self.default_model {
-            if !self.model_allowed(d) {
-                return Err(Error::invalid_field(
-                    "default_model",
-                    "the default model must be one of allowed_models",
-                ));
-            }
+        if let Some(d) = &self.default_model
+            && !self.model_allowed(d)
+        {
+            return Err(Error::invalid_field(
+                "default_model",
+                "the default model must be one of allowed_models",
+            ));
         }
         let rl = &self.rate_limits;
         for (field, v) in [
@@ -174,13 +174,13 @@ impl TenantConfig {
                 ));
             }
         }
-        if let Some(usd) = self.budgets.monthly_usd {
-            if !usd.is_finite() || usd < 0.0 {
-                return Err(Error::invalid_field(
-                    "budgets.monthly_usd",
-                    "must be a non-negative number",
-                ));
-            }
+        if let Some(usd) = self.budgets.monthly_usd
+            && (!usd.is_finite() || usd < 0.0)
+        {
+            return Err(Error::invalid_field(
+                "budgets.monthly_usd",
+                "must be a non-negative number",
+            ));
         }
         if !(1..=1000).contains(&self.rag.default_top_k) {
             return Err(Error::invalid_field(
