@@ -153,7 +153,8 @@ impl Auth {
             .tenant_entry(&identity.tenant)
             .await
             .map_err(|e| (e, None))?;
-        let permissions = self.permissions(&identity.principal.roles, &entry.config);
+        let permissions =
+            self.permissions(&identity.tenant, &identity.principal.roles, &entry.config);
         tracing::Span::current().record("tenant_id", identity.tenant.as_str());
         let mut ctx = RequestContext::new(identity.tenant.clone(), identity.principal)
             .with_request_id(request_id);

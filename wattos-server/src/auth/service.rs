@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use wattos_core::tenancy::{
-    ApiKeyStore, AuditEvent, AuditLog, Authenticator, Credentials, Identity, Outcome,
+    ApiKeyStore, AuditEvent, AuditLog, Authenticator, Credentials, Identity, Outcome, Permission,
     PermissionSet, RevocationStore, TenantConfig, TenantStore, effective_permissions,
 };
 use wattos_core::{Error, Result, TenantId};
@@ -43,6 +43,9 @@ pub struct AuthParts {
     pub cache_ttl: Duration,
     /// Deadline given to each request's context, if any.
     pub request_timeout: Option<Duration>,
+    /// The only tenant whose principals may hold `platform:admin` (default `platform`); the
+    /// permission is stripped from everyone else, whatever their token or key says.
+    pub platform_tenant: TenantId,
 }
 
 impl std::fmt::Debug for AuthParts {
@@ -71,6 +74,8 @@ impl AuthParts {
             usage: None,
             cache_ttl: Duration::from_secs(5),
             request_timeout: None,
+            platform_tenant: TenantId::new("platform")
+                .unwrap_or_else(|_| unreachable!("a valid literal id")),
         }
     }
 }
@@ -192,10 +197,20 @@ impl Auth {
         }
     }
 
-    /// The permissions of `identity` under its tenant's configuration. `platform_admin` is honoured
-    /// only for principals whose credential says so (JWT claim or a key minted by a platform admin).
-    pub fn permissions(&self, roles: &[String], config: &TenantConfig) -> PermissionSet {
-        effective_permissions(roles, &config.roles)
+    /// The permissions of `roles` in `tenant` under its configuration. `platform:admin` is kept only
+    /// for principals of the platform tenant.
+    pub fn permissions(
+        &self,
+        tenant: &TenantId,
+        roles: &[String],
+        config: &TenantConfig,
+    ) -> PermissionSet {
+        let perms = effective_permissions(roles, &config.roles);
+        if *tenant == self.inner.parts.platform_tenant {
+            perms
+        } else {
+            perms.without(PermissionSet::of(&[Permission::PlatformAdmin]))
+        }
     }
 
     /// Appends an audit event; failures are logged, never returned (auditing must not turn a
