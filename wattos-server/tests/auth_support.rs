@@ -139,6 +139,7 @@ pub async fn start_with(
     }
     let mut parts = AuthParts::embedded(store.clone(), KeyHasher::new(PEPPER).unwrap());
     parts.cache_ttl = Duration::from_millis(0);
+    tweak(&mut parts);
     if let Some(keys) = keys {
         let cfg = JwtConfig::new(keys)
             .with_issuer(ISS)
@@ -148,7 +149,6 @@ pub async fn start_with(
             JwtAuthenticator::new(cfg, parts.revocations.clone()).unwrap(),
         ));
     }
-    tweak(&mut parts);
     let auth = Auth::new(parts);
     let app: Router = Router::new()
         .route(
