@@ -95,8 +95,10 @@ async fn conformance(store: SqlStore) {
             .code(),
         "not_found"
     );
-    let mut cfg = TenantConfig::default();
-    cfg.allowed_models = vec!["m1".into()];
+    let mut cfg = TenantConfig {
+        allowed_models: vec!["m1".into()],
+        ..Default::default()
+    };
     store.put_config(&tid("a"), &cfg).await.unwrap();
     assert_eq!(store.get_config(&tid("a")).await.unwrap(), cfg);
     assert_eq!(

@@ -1,5 +1,5 @@
 //! Shared helpers for the `auth_*` integration tests (included with `#[path]`).
-#![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::Duration;
