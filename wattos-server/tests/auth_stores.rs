@@ -39,7 +39,7 @@ async fn sqlite() -> SqlStore {
 }
 
 /// A store in a fresh Postgres schema, so test runs never see each other's rows.
-async fn postgres() -> SqlStore {
+async fn postgres() -> (SqlStore, String) {
     let base = std::env::var("PG_TEST_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("wattos_auth_{}", uuid::Uuid::new_v4().simple());
@@ -55,7 +55,7 @@ async fn postgres() -> SqlStore {
         .await
         .unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
-    store
+    (store, schema)
 }
 
 async fn conformance(store: SqlStore) {
@@ -307,7 +307,16 @@ async fn sqlite_in_memory_store_works() {
 
 #[tokio::test]
 async fn postgres_store_conformance() {
-    conformance(postgres().await).await;
+    let (store, schema) = postgres().await;
+    conformance(store.clone()).await;
+    store.pool().close().await;
+    let base = std::env::var("PG_TEST_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = sqlx::AnyPool::connect(&base).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
