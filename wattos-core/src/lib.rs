@@ -35,6 +35,7 @@ pub mod llm;
 pub mod resilience;
 pub mod state;
 pub mod telemetry;
+pub mod tenancy;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 pub mod tool;

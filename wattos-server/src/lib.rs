@@ -18,6 +18,7 @@
 //! Operational endpoints: `/health/liveness`, `/health/readiness`, `/health`, `/metrics`.
 
 mod app;
+pub mod auth;
 pub mod checks;
 pub mod error;
 pub mod gateway;
@@ -26,6 +27,7 @@ pub mod routes;
 mod serve;
 mod state;
 pub mod telemetry;
+pub mod tenancy;
 
 pub use app::{app, app_with_routes};
 pub use serve::{serve, serve_router, shutdown_signal};

@@ -1,0 +1,120 @@
+//! Revocation stores: in memory (embedded) and Redis with TTL (shared, feature `redis`).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use wattos_core::Result;
+use wattos_core::tenancy::RevocationStore;
+
+/// Revoked ids in process memory; entries are dropped once past their expiry.
+#[derive(Debug, Default)]
+pub struct MemoryRevocations {
+    entries: RwLock<HashMap<String, SystemTime>>,
+}
+
+impl MemoryRevocations {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl RevocationStore for MemoryRevocations {
+    async fn revoke(&self, id: &str, until: SystemTime) -> Result<()> {
+        if let Ok(mut m) = self.entries.write() {
+            let now = SystemTime::now();
+            if m.len() > 10_000 {
+                m.retain(|_, u| *u > now);
+            }
+            m.insert(id.to_owned(), until);
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .entries
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).copied())
+            .is_some_and(|until| until > SystemTime::now()))
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use redis_store::RedisRevocations;
+#[cfg(feature = "redis")]
+pub(crate) use redis_store::redis_err as redis_store_err;
+
+#[cfg(feature = "redis")]
+mod redis_store {
+    use std::time::SystemTime;
+
+    use async_trait::async_trait;
+    use redis::AsyncCommands;
+    use redis::aio::ConnectionManager;
+    use wattos_core::tenancy::RevocationStore;
+    use wattos_core::{Error, Result};
+
+    /// Revoked ids as Redis keys `<prefix>revoked:<id>` expiring with the credential.
+    #[derive(Clone)]
+    pub struct RedisRevocations {
+        conn: ConnectionManager,
+        prefix: String,
+    }
+
+    impl std::fmt::Debug for RedisRevocations {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RedisRevocations")
+                .field("prefix", &self.prefix)
+                .finish_non_exhaustive()
+        }
+    }
+
+    pub(crate) fn redis_err(e: redis::RedisError) -> Error {
+        Error::unavailable("redis unavailable").with_source(e)
+    }
+
+    impl RedisRevocations {
+        /// Connects to `url`; every key is prefixed with `prefix` (e.g. `wattos:`).
+        ///
+        /// # Errors
+        /// `unavailable` when Redis cannot be reached.
+        pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self> {
+            let client = redis::Client::open(url)
+                .map_err(|e| Error::invalid_field("redis.url", e.to_string()))?;
+            let conn = ConnectionManager::new(client).await.map_err(redis_err)?;
+            Ok(Self {
+                conn,
+                prefix: prefix.into(),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl RevocationStore for RedisRevocations {
+        async fn revoke(&self, id: &str, until: SystemTime) -> Result<()> {
+            let ttl_ms = until
+                .duration_since(SystemTime::now())
+                .map_or(0, |d| d.as_millis())
+                .max(1);
+            let ttl_ms = u64::try_from(ttl_ms).unwrap_or(u64::MAX);
+            let mut conn = self.conn.clone();
+            let _: () = conn
+                .pset_ex(format!("{}revoked:{id}", self.prefix), 1, ttl_ms)
+                .await
+                .map_err(redis_err)?;
+            Ok(())
+        }
+
+        async fn is_revoked(&self, id: &str) -> Result<bool> {
+            let mut conn = self.conn.clone();
+            conn.exists(format!("{}revoked:{id}", self.prefix))
+                .await
+                .map_err(redis_err)
+        }
+    }
+}

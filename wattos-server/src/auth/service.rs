@@ -1,0 +1,248 @@
+//! [`Auth`]: the one object the server needs for authentication, authorization, limits and audit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use wattos_core::tenancy::{
+    ApiKeyStore, AuditEvent, AuditLog, Authenticator, Credentials, Identity, Outcome, Permission,
+    PermissionSet, RevocationStore, TenantConfig, TenantStore, effective_permissions,
+};
+use wattos_core::{Error, Result, TenantId};
+
+use super::apikey::{ApiKeyAuthenticator, KeyHasher, looks_like_api_key, now_ms};
+use super::jwt::JwtAuthenticator;
+use super::ratelimit::{ConcurrencyLimiter, MemoryRateLimiter, RateLimiter};
+use crate::tenancy::admin::UsageReporter;
+
+/// The tenant every event without a trustworthy tenant (failed authentication) is audited under.
+pub const PLATFORM_AUDIT_TENANT: &str = "_platform";
+
+/// The stores and services [`Auth`] is built from.
+#[derive(Clone)]
+pub struct AuthParts {
+    /// Tenant registry and configuration.
+    pub tenants: Arc<dyn TenantStore>,
+    /// API key records.
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// Revoked token and key ids.
+    pub revocations: Arc<dyn RevocationStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+    /// Request rate limiter.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// API key hasher (holds the pepper).
+    pub hasher: KeyHasher,
+    /// JWT validation, when JWTs are accepted.
+    pub jwt: Option<Arc<JwtAuthenticator>>,
+    /// Any other authenticator, tried for bearer tokens that are neither API keys nor accepted JWTs.
+    pub custom: Option<Arc<dyn Authenticator>>,
+    /// Where usage reports come from (the router's usage sink), when available.
+    pub usage: Option<Arc<dyn UsageReporter>>,
+    /// How long tenant records, configuration and API key records are cached.
+    pub cache_ttl: Duration,
+    /// Deadline given to each request's context, if any.
+    pub request_timeout: Option<Duration>,
+    /// The only tenant whose principals may hold `platform:admin` (default `platform`); the
+    /// permission is stripped from everyone else, whatever their token or key says.
+    pub platform_tenant: TenantId,
+}
+
+impl std::fmt::Debug for AuthParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthParts")
+            .field("jwt", &self.jwt)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthParts {
+    /// Parts over one SQL store (tenants, keys, audit), in-memory revocations and rate limits, no
+    /// JWT: the embedded setup. Replace fields for shared mode (Redis revocations and limiter).
+    pub fn embedded(store: crate::tenancy::SqlStore, hasher: KeyHasher) -> Self {
+        let store = Arc::new(store);
+        Self {
+            tenants: store.clone(),
+            keys: store.clone(),
+            revocations: Arc::new(super::revocation::MemoryRevocations::new()),
+            audit: store,
+            limiter: Arc::new(MemoryRateLimiter::new()),
+            hasher,
+            jwt: None,
+            custom: None,
+            usage: None,
+            cache_ttl: Duration::from_secs(5),
+            request_timeout: None,
+            platform_tenant: TenantId::new("platform")
+                .unwrap_or_else(|_| unreachable!("a valid literal id")),
+        }
+    }
+}
+
+/// What authentication resolved for a tenant: enabled or not, and its configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantEntry {
+    pub(crate) config: Arc<TenantConfig>,
+}
+
+/// Authentication, authorization, limits and audit for the server. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    pub(crate) inner: Arc<AuthInner>,
+}
+
+pub(crate) struct AuthInner {
+    pub(crate) parts: AuthParts,
+    pub(crate) api_keys: Arc<ApiKeyAuthenticator>,
+    pub(crate) concurrency: ConcurrencyLimiter,
+    tenant_cache: RwLock<HashMap<TenantId, (Option<TenantEntry>, Instant)>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("parts", &self.inner.parts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Builds the service from its parts.
+    pub fn new(parts: AuthParts) -> Self {
+        let api_keys = Arc::new(ApiKeyAuthenticator::new(
+            parts.keys.clone(),
+            parts.revocations.clone(),
+            parts.hasher.clone(),
+            parts.cache_ttl,
+        ));
+        Self {
+            inner: Arc::new(AuthInner {
+                parts,
+                api_keys,
+                concurrency: ConcurrencyLimiter::new(),
+                tenant_cache: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The parts this service was built from.
+    pub fn parts(&self) -> &AuthParts {
+        &self.inner.parts
+    }
+
+    /// The API key authenticator (to flush last-used times, or spawn its flusher).
+    pub fn api_keys(&self) -> &Arc<ApiKeyAuthenticator> {
+        &self.inner.api_keys
+    }
+
+    /// Resolves credentials to an identity: `wk_` keys through the key store, other bearer tokens
+    /// through the JWT validator, then the custom authenticator.
+    ///
+    /// # Errors
+    /// `unauthenticated` for every rejected credential.
+    pub async fn identify(&self, creds: &Credentials) -> Result<Identity> {
+        let parts = &self.inner.parts;
+        if matches!(creds, Credentials::ApiKey(_)) || looks_like_api_key(creds.secret()) {
+            return self.inner.api_keys.authenticate(creds).await;
+        }
+        match (&parts.jwt, &parts.custom) {
+            (Some(jwt), None) => jwt.authenticate(creds).await,
+            (None, Some(custom)) => custom.authenticate(creds).await,
+            (Some(jwt), Some(custom)) => match jwt.authenticate(creds).await {
+                Ok(id) => Ok(id),
+                Err(e) if e.kind() == wattos_core::ErrorKind::Unauthenticated => {
+                    custom.authenticate(creds).await
+                }
+                Err(e) => Err(e),
+            },
+            (None, None) => Err(Error::unauthenticated("invalid token")),
+        }
+    }
+
+    /// The tenant's enabled entry (configuration), cached for `cache_ttl`.
+    ///
+    /// # Errors
+    /// `unauthenticated` when the tenant is unknown or disabled.
+    pub(crate) async fn tenant_entry(&self, tenant: &TenantId) -> Result<TenantEntry> {
+        let ttl = self.inner.parts.cache_ttl;
+        if let Ok(c) = self.inner.tenant_cache.read()
+            && let Some((entry, at)) = c.get(tenant)
+            && at.elapsed() < ttl
+        {
+            return entry
+                .clone()
+                .ok_or_else(|| Error::unauthenticated("unknown or disabled tenant"));
+        }
+        let tenants = &self.inner.parts.tenants;
+        let entry = match tenants.get_tenant(tenant).await? {
+            Some(t) if !t.disabled => Some(TenantEntry {
+                config: Arc::new(tenants.get_config(tenant).await?),
+            }),
+            _ => None,
+        };
+        if let Ok(mut c) = self.inner.tenant_cache.write() {
+            if c.len() > 100_000 {
+                c.clear();
+            }
+            c.insert(tenant.clone(), (entry.clone(), Instant::now()));
+        }
+        entry.ok_or_else(|| Error::unauthenticated("unknown or disabled tenant"))
+    }
+
+    /// Forgets the cached entry of `tenant` (after a configuration change in this process).
+    pub fn invalidate_tenant(&self, tenant: &TenantId) {
+        if let Ok(mut c) = self.inner.tenant_cache.write() {
+            c.remove(tenant);
+        }
+    }
+
+    /// The permissions of `roles` in `tenant` under its configuration. `platform:admin` is kept only
+    /// for principals of the platform tenant.
+    pub fn permissions(
+        &self,
+        tenant: &TenantId,
+        roles: &[String],
+        config: &TenantConfig,
+    ) -> PermissionSet {
+        let perms = effective_permissions(roles, &config.roles);
+        if *tenant == self.inner.parts.platform_tenant {
+            perms
+        } else {
+            perms.without(PermissionSet::of(&[Permission::PlatformAdmin]))
+        }
+    }
+
+    /// Appends an audit event; failures are logged, never returned (auditing must not turn a
+    /// request into an error after its effect happened).
+    pub async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.inner.parts.audit.append(event).await {
+            tracing::error!(error = %e, "audit append failed");
+        }
+    }
+
+    /// Builds and appends an audit event.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit_event(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        request_id: &str,
+        detail: Option<String>,
+    ) {
+        self.audit(AuditEvent {
+            tenant: tenant.clone(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome,
+            request_id: request_id.to_owned(),
+            time_ms: now_ms(),
+            detail,
+        })
+        .await;
+    }
+}
