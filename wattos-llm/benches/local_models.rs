@@ -62,11 +62,9 @@ fn decode(c: &mut Criterion) {
         ("q4_0", WeightFormat::Q4_0),
         ("q4_1_as_stored", WeightFormat::AsStored),
     ] {
-        let model = SmolLm::from_models_dir(
-            default_models_dir(),
-            SmolLmOptions::default().with_weights(format),
-        )
-        .expect("load SmolLM2 (run scripts/fetch-models.sh)");
+        let options = SmolLmOptions::default().with_weights(format);
+        let model = SmolLm::from_models_dir(default_models_dir(), options)
+            .expect("load SmolLM2 (run scripts/fetch-models.sh)");
         group.bench_function(label, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

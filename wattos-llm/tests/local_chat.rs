@@ -41,9 +41,15 @@ fn ctx() -> RequestContext {
 }
 
 fn greedy(question: &str, max_tokens: u32) -> ChatRequest {
-    ChatRequest::new("smollm2", vec![Message::user(question)])
-        .with_max_tokens(max_tokens)
-        .with_temperature(0.0)
+    ChatRequest::new(
+        "smollm2",
+        vec![
+            Message::system("You are a helpful assistant."),
+            Message::user(question),
+        ],
+    )
+    .with_max_tokens(max_tokens)
+    .with_temperature(0.0)
 }
 
 #[tokio::test]
@@ -52,6 +58,15 @@ async fn greedy_answer_is_coherent_and_deterministic() {
     let a = model().chat(&ctx(), req.clone()).await.expect("chat");
     let b = model().chat(&ctx(), req).await.expect("chat");
     assert!(a.text().contains("Paris"), "answer: {:?}", a.text());
+    let germany = model()
+        .chat(&ctx(), greedy("What is the capital of Germany?", 24))
+        .await
+        .expect("chat");
+    assert!(
+        germany.text().contains("Berlin"),
+        "answer: {:?}",
+        germany.text()
+    );
     assert_eq!(a.text(), b.text());
     assert!(
         a.usage.input_tokens > 10 && a.usage.output_tokens > 0,

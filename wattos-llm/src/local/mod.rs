@@ -21,7 +21,8 @@
 
 mod chat_template;
 mod error;
-// FASTEMBED_MOD
+#[cfg(feature = "fastembed")]
+mod fastembed;
 mod generate;
 mod gguf_tokenizer;
 mod minilm;
@@ -33,7 +34,8 @@ mod tool_calls;
 use std::path::PathBuf;
 
 pub use error::LoadError;
-// FASTEMBED_USE
+#[cfg(feature = "fastembed")]
+pub use fastembed::FastEmbedder;
 pub use minilm::{MINILM_CACHE_SUBDIR, MINILM_MAX_TOKENS, MiniLmEmbedder};
 pub use smollm::{SMOLLM_CACHE_FILE, SmolLm, SmolLmOptions, WeightFormat};
 pub use tool_calls::{parse_tool_calls, render_tool_prompt};

@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn marker_switches_to_capture() {
-        let (out, _, mut s) = run(
+        let (out, _, s) = run(
             &[],
             &["<tool_call>"],
             &["Sure. <tool", "_call>[{\"name\"", "}]"],
