@@ -136,7 +136,17 @@ impl EmbeddingModel for FastEmbedder {
             let input_tokens = model
                 .tokenizer
                 .encode_batch(texts.clone(), true)
-                .map(|enc| enc.iter().map(|e| e.get_ids().len() as u64).sum::<u64>())
+                // Count real tokens only: fastembed's tokenizer may pad.
+                .map(|enc| {
+                    enc.iter()
+                        .map(|e| {
+                            e.get_attention_mask()
+                                .iter()
+                                .map(|&m| u64::from(m))
+                                .sum::<u64>()
+                        })
+                        .sum::<u64>()
+                })
                 .unwrap_or(0);
             let vectors = model
                 .embed(&texts, Some(texts.len()))
