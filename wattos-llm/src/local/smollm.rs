@@ -103,6 +103,10 @@ impl SmolLmOptions {
 ///   answer is validated, failing with an upstream error if it is not JSON.
 /// - One generation at a time per loaded model: requests queue fairly on an async mutex and run on a
 ///   blocking thread, never on the async runtime. Load several instances for parallelism.
+/// - Threads: candle's quantized kernels use a process-wide spin-waiting pool sized by
+///   `CANDLE_NUM_THREADS` (default: physical cores). On a host busy with other work, set
+///   `CANDLE_NUM_THREADS=1`: decoding syncs the pool hundreds of times per token and spinning
+///   workers that lose their core stall every step.
 ///
 /// ```no_run
 /// use futures::StreamExt;
