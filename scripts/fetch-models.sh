@@ -89,13 +89,15 @@ check all-minilm-l6-v2/config.json 100
 check smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf 98000000
 
 if [[ "$WITH_ORT" == 1 ]]; then
+  # ort 2.0.0-rc.15 (fastembed 7.5) is built against ONNX Runtime 1.31 and needs at least API 24 (1.24).
+  ORT_VERSION=1.31.0
   ORT_DIR="$DIR/onnxruntime"
-  if [[ ! -f "$ORT_DIR/.complete" ]]; then
-    echo "fetch-models: downloading onnxruntime" >&2
+  if [[ ! -f "$ORT_DIR/.complete-$ORT_VERSION" ]]; then
+    echo "fetch-models: downloading onnxruntime==$ORT_VERSION" >&2
     "$PY" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
-      -d "$DIR/.wheels" "onnxruntime==1.23.2" >&2
+      -d "$DIR/.wheels" "onnxruntime==$ORT_VERSION" >&2
     rm -rf "$ORT_DIR" && mkdir -p "$ORT_DIR"
-    "$PY" - "$(ls "$DIR"/.wheels/onnxruntime-1.23.2-*.whl | head -n1)" "$ORT_DIR" <<'PYEOF'
+    "$PY" - "$(ls "$DIR"/.wheels/onnxruntime-"$ORT_VERSION"-*.whl | head -n1)" "$ORT_DIR" <<'PYEOF'
 import sys, zipfile, os, shutil
 wheel, out = sys.argv[1:3]
 with zipfile.ZipFile(wheel) as z:
@@ -105,10 +107,12 @@ with zipfile.ZipFile(wheel) as z:
             with z.open(info) as src, open(os.path.join(out, base), "wb") as dst:
                 shutil.copyfileobj(src, dst)
 PYEOF
-    so=$(ls "$ORT_DIR"/libonnxruntime.so* | head -n1)
-    ln -sf "$(basename "$so")" "$ORT_DIR/libonnxruntime.so"
-    touch "$ORT_DIR/.complete"
+    so=$(ls "$ORT_DIR"/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
+    [[ -n "$so" ]] || so=$(ls "$ORT_DIR"/libonnxruntime.so* | head -n1)
+    [[ "$(basename "$so")" == libonnxruntime.so ]] || ln -sf "$(basename "$so")" "$ORT_DIR/libonnxruntime.so"
+    touch "$ORT_DIR/.complete-$ORT_VERSION"
   fi
+  echo "fetch-models: export ORT_DYLIB_PATH=$ORT_DIR/libonnxruntime.so" >&2
 fi
 
 echo "$DIR"

@@ -1,0 +1,465 @@
+//! SmolLM2-135M-Instruct (or any llama-architecture GGUF with a byte-level BPE vocabulary) as a
+//! [`ChatModel`], with candle's `quantized_llama`.
+
+use std::fs::File;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use candle_core::Device;
+use candle_core::quantized::gguf_file::{self, Content};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
+use futures::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+use wattos_core::llm::{
+    Capabilities, ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason,
+    StreamAccumulator, ToolCallDelta, Usage,
+};
+use wattos_core::{Error, RequestContext, Result};
+
+use super::chat_template::ChatTemplate;
+use super::error::{self, LoadError};
+use super::generate::{EndReason, GenOutcome, GenParams, generate};
+use super::gguf_tokenizer::GgufTokenizer;
+use super::prompt::{self, Prompt};
+use super::tool_calls::parse_tool_calls;
+
+/// Path of the model inside the WattOS model cache (see `scripts/fetch-models.sh`).
+pub const SMOLLM_CACHE_FILE: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Deltas buffered between the generating thread and the stream consumer.
+const STREAM_BUFFER: usize = 64;
+
+/// The weight format used at run time.
+///
+/// The cached GGUF is Q4_1, which candle multiplies without SIMD kernels; requantizing at load
+/// (about a second) to a type with AVX2/NEON kernels makes decoding several times faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WeightFormat {
+    /// 8-bit blocks: fast and nearly lossless from Q4_1 (the default).
+    #[default]
+    Q8_0,
+    /// 4-bit blocks: smaller, slightly faster, a little less accurate.
+    Q4_0,
+    /// Keep the file's own formats.
+    AsStored,
+}
+
+/// Options for [`SmolLm::load`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SmolLmOptions {
+    /// Run-time weight format.
+    pub weights: WeightFormat,
+    /// Name reported by [`ChatModel::name`] and in responses.
+    pub name: String,
+    /// Output limit when a request sets no `max_tokens`.
+    pub default_max_tokens: u32,
+    /// Temperature when a request sets none (SmolLM2's recommended 0.2; 0 is greedy).
+    pub default_temperature: f32,
+    /// Nucleus sampling when a request sets none (SmolLM2's recommended 0.9).
+    pub default_top_p: f32,
+}
+
+impl Default for SmolLmOptions {
+    fn default() -> Self {
+        Self {
+            weights: WeightFormat::default(),
+            name: "smollm2-135m-instruct".to_owned(),
+            default_max_tokens: 512,
+            default_temperature: 0.2,
+            default_top_p: 0.9,
+        }
+    }
+}
+
+impl SmolLmOptions {
+    /// Sets the run-time weight format.
+    pub fn with_weights(mut self, weights: WeightFormat) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    /// Sets the reported model name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+/// A local chat model: SmolLM2-135M-Instruct from a GGUF file, on the CPU.
+///
+/// - Tokenizer and chat template come from the GGUF metadata (`tokenizer.ggml.*`,
+///   `tokenizer.chat_template`; ChatML if the template is absent).
+/// - Sampling: `temperature` (0 = greedy), `top_p`, `seed` (same seed, same output), `max_tokens`,
+///   `stop`, `presence_penalty`, `frequency_penalty`. Without a seed a random one is used.
+/// - Streaming is native: each decoded piece is a [`ChatDelta::Text`], then `Usage` and `Finish`.
+///   Dropping the stream cancels generation at the next token.
+/// - Tools are offered in the system prompt and parsed from `<tool_call>` output (see
+///   [`crate::local::parse_tool_calls`]); `response_format` JSON is requested in the prompt and the
+///   answer is validated, failing with an upstream error if it is not JSON.
+/// - One generation at a time per loaded model: requests queue fairly on an async mutex and run on a
+///   blocking thread, never on the async runtime. Load several instances for parallelism.
+/// - Threads: candle's quantized kernels use a process-wide spin-waiting pool sized by
+///   `CANDLE_NUM_THREADS` (default: physical cores). On a host busy with other work, set
+///   `CANDLE_NUM_THREADS=1`: decoding syncs the pool hundreds of times per token and spinning
+///   workers that lose their core stall every step.
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use wattos_core::llm::{ChatDelta, ChatModel, ChatRequest, Message};
+/// use wattos_core::{RequestContext, TenantId};
+/// use wattos_llm::local::{SmolLm, SmolLmOptions, default_models_dir};
+///
+/// # async fn run() -> wattos_core::Result<()> {
+/// let model = SmolLm::from_models_dir(default_models_dir(), SmolLmOptions::default())?;
+/// let ctx = RequestContext::system(TenantId::new("acme")?);
+/// let req = ChatRequest::new("smollm2", vec![Message::user("What is the capital of France?")])
+///     .with_max_tokens(32)
+///     .with_temperature(0.0);
+/// println!("{}", model.chat(&ctx, req.clone()).await?.text());
+///
+/// let mut stream = model.chat_stream(&ctx, req).await?;
+/// while let Some(delta) = stream.next().await {
+///     if let ChatDelta::Text { text } = delta? {
+///         print!("{text}");
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SmolLm {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    options: SmolLmOptions,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    context_window: usize,
+    model: Arc<Mutex<ModelWeights>>,
+}
+
+impl std::fmt::Debug for SmolLm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmolLm")
+            .field("options", &self.shared.options)
+            .field("context_window", &self.shared.context_window)
+            .field("tokenizer", &self.shared.tokenizer)
+            .field("template", &self.shared.template)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmolLm {
+    /// Loads a GGUF file, requantizing its weights to `options.weights`. Blocking (about a second);
+    /// call it from `spawn_blocking` inside an async runtime.
+    ///
+    /// # Errors
+    /// [`LoadError::MissingFile`] or [`LoadError::CorruptFile`] naming the file.
+    pub fn load(
+        path: impl AsRef<Path>,
+        options: SmolLmOptions,
+    ) -> std::result::Result<Self, LoadError> {
+        let path = path.as_ref();
+        error::require_file(path)?;
+        let corrupt = |e: &dyn std::fmt::Display| LoadError::corrupt(path, e);
+        let mut file = File::open(path).map_err(|e| corrupt(&e))?;
+        let content = Content::read(&mut file).map_err(|e| corrupt(&e))?;
+        let tokenizer = GgufTokenizer::from_gguf(&content).map_err(|e| corrupt(&e))?;
+        let template = ChatTemplate::from_gguf(&content).map_err(|e| corrupt(&e))?;
+        let trained_context = content
+            .metadata
+            .get("llama.context_length")
+            .and_then(|v| v.to_u32().ok())
+            .map_or(MAX_SEQ_LEN, |n| n as usize);
+        let context_window = trained_context.min(MAX_SEQ_LEN);
+
+        let device = Device::Cpu;
+        let model = match options.weights {
+            WeightFormat::AsStored => ModelWeights::from_gguf(content, &mut file, &device),
+            WeightFormat::Q8_0 => requantized(content, &mut file, GgmlDType::Q8_0, &device),
+            WeightFormat::Q4_0 => requantized(content, &mut file, GgmlDType::Q4_0, &device),
+        }
+        .map_err(|e| corrupt(&e))?;
+        if tokenizer.vocab_size() == 0 {
+            return Err(LoadError::corrupt(path, "tokenizer.ggml.tokens is empty"));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                options,
+                tokenizer,
+                template,
+                context_window,
+                model: Arc::new(Mutex::new(model)),
+            }),
+        })
+    }
+
+    /// Loads `smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` from the WattOS model cache.
+    ///
+    /// # Errors
+    /// As for [`SmolLm::load`].
+    pub fn from_models_dir(
+        dir: impl AsRef<Path>,
+        options: SmolLmOptions,
+    ) -> std::result::Result<Self, LoadError> {
+        Self::load(Self::file_in(dir), options)
+    }
+
+    /// The file [`SmolLm::from_models_dir`] reads.
+    pub fn file_in(dir: impl AsRef<Path>) -> PathBuf {
+        dir.as_ref().join(SMOLLM_CACHE_FILE)
+    }
+
+    /// Context window in tokens (prompt plus answer).
+    pub fn context_window(&self) -> usize {
+        self.shared.context_window
+    }
+
+    /// Whether the chat template came from the model file (`false`: the ChatML fallback).
+    pub fn uses_model_chat_template(&self) -> bool {
+        self.shared.template.is_from_model()
+    }
+
+    /// Number of tokens `text` encodes to (no template applied).
+    ///
+    /// # Errors
+    /// Internal error if tokenization fails.
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.shared
+            .tokenizer
+            .encode(text)
+            .map(|ids| ids.len())
+            .map_err(|e| error::inference(&self.shared.options.name, e))
+    }
+
+    /// Renders the request exactly as the model will see it (template, tool and JSON instructions).
+    ///
+    /// # Errors
+    /// As for [`ChatModel::chat`] before generation starts.
+    pub fn render_prompt(&self, req: &ChatRequest) -> Result<String> {
+        req.validate()?;
+        self.prompt(req).map(|p| p.text)
+    }
+
+    fn prompt(&self, req: &ChatRequest) -> Result<Prompt> {
+        let t = &self.shared.tokenizer;
+        prompt::build(req, &self.shared.template, &t.bos_token, &t.eos_token)
+    }
+
+    fn params(&self, ctx: &RequestContext, req: &ChatRequest, prompt: &Prompt) -> GenParams {
+        let o = &self.shared.options;
+        GenParams {
+            max_tokens: req.max_tokens.unwrap_or(o.default_max_tokens).max(1) as usize,
+            temperature: f64::from(req.temperature.unwrap_or(o.default_temperature)),
+            top_p: Some(f64::from(req.top_p.unwrap_or(o.default_top_p))),
+            seed: req.seed.unwrap_or_else(|| fastrand::u64(..)),
+            stop: req.stop.clone(),
+            presence_penalty: req.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: req.frequency_penalty.unwrap_or(0.0),
+            deadline: ctx.deadline(),
+            capture_tool_calls: prompt.tools_enabled,
+            forced_prefix: prompt.forced_prefix.clone(),
+        }
+    }
+}
+
+/// Reads every tensor, converts quantized ones to `target`, and builds the model from an in-memory
+/// GGUF with the same metadata.
+fn requantized(
+    content: Content,
+    file: &mut File,
+    target: GgmlDType,
+    device: &Device,
+) -> candle_core::Result<ModelWeights> {
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
+    for name in names {
+        let q = content.tensor(file, name, device)?;
+        let q = match q.dtype() {
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => q,
+            dtype if dtype == target => q,
+            _ => QTensor::quantize(&q.dequantize(device)?, target)?,
+        };
+        tensors.push((name.clone(), q));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut buffer = Cursor::new(Vec::new());
+    gguf_file::write(&mut buffer, &metadata, &tensor_refs)?;
+    drop(tensors);
+    buffer.set_position(0);
+    let content = Content::read(&mut buffer)?;
+    ModelWeights::from_gguf(content, &mut buffer, device)
+}
+
+/// Turns the end of a generation into the final deltas (tool calls, validation, usage, finish).
+fn finish_deltas(
+    outcome: GenOutcome,
+    prompt: &Prompt,
+    input_tokens: u64,
+    model_name: &str,
+) -> Vec<Result<ChatDelta>> {
+    let mut out = Vec::new();
+    let mut reason = match outcome.reason {
+        EndReason::EndOfTurn | EndReason::StopSequence | EndReason::Cancelled => FinishReason::Stop,
+        EndReason::Length => FinishReason::Length,
+    };
+    if let Some(captured) = &outcome.captured {
+        match parse_tool_calls(captured) {
+            Some((_, calls)) => {
+                for (index, call) in calls.into_iter().enumerate() {
+                    out.push(Ok(ChatDelta::ToolCall(ToolCallDelta {
+                        index,
+                        id: Some(call.id),
+                        name: Some(call.name),
+                        arguments: call.arguments,
+                    })));
+                }
+                reason = FinishReason::ToolCalls;
+            }
+            None => out.push(Ok(ChatDelta::Text {
+                text: captured.clone(),
+            })),
+        }
+    }
+    if prompt.json_output && reason != FinishReason::ToolCalls && reason != FinishReason::Length {
+        let text = outcome.text.trim();
+        let text = text
+            .strip_prefix("```json")
+            .or_else(|| text.strip_prefix("```"))
+            .and_then(|t| t.strip_suffix("```"))
+            .unwrap_or(text);
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(text.trim()) {
+            out.push(Err(Error::upstream(
+                model_name,
+                None,
+                false,
+                format!("the model's answer is not valid JSON ({e})"),
+            )));
+            return out;
+        }
+    }
+    out.push(Ok(ChatDelta::Usage(Usage {
+        input_tokens,
+        output_tokens: outcome.output_tokens,
+        cached_input_tokens: 0,
+    })));
+    out.push(Ok(ChatDelta::Finish { reason }));
+    out
+}
+
+#[async_trait]
+impl ChatModel for SmolLm {
+    fn name(&self) -> &str {
+        &self.shared.options.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            streaming: true,
+            // Prompt-based: works for simple tools, unreliable for complex schemas at 135M parameters.
+            tools: true,
+            // JSON is requested in the prompt and validated, not enforced by constrained decoding.
+            json_schema: false,
+            vision: false,
+            context_window: u32::try_from(self.shared.context_window).ok(),
+            max_output_tokens: u32::try_from(self.shared.context_window).ok(),
+        }
+    }
+
+    async fn chat(&self, ctx: &RequestContext, req: ChatRequest) -> Result<ChatResponse> {
+        let mut stream = self.chat_stream(ctx, req).await?;
+        let mut acc = StreamAccumulator::new(self.name());
+        while let Some(delta) = stream.next().await {
+            acc.push(delta?);
+        }
+        acc.finish()
+    }
+
+    async fn chat_stream(&self, ctx: &RequestContext, req: ChatRequest) -> Result<ChatStream> {
+        req.validate()?;
+        ctx.check_deadline()?;
+        let this = self.clone();
+        let name = self.shared.options.name.clone();
+
+        // Render and tokenize off the runtime, and reject prompts that do not fit before streaming.
+        let prepared = {
+            let this = this.clone();
+            let req = req.clone();
+            tokio::task::spawn_blocking(move || -> Result<(Prompt, Vec<u32>)> {
+                let prompt = this.prompt(&req)?;
+                let ids = this
+                    .shared
+                    .tokenizer
+                    .encode(&prompt.text)
+                    .map_err(|e| error::inference(&this.shared.options.name, e))?;
+                Ok((prompt, ids))
+            })
+            .await
+            .map_err(|e| error::join(&name, e))??
+        };
+        let (prompt, prompt_ids) = prepared;
+        let window = self.shared.context_window;
+        if prompt_ids.len() + 1 > window {
+            return Err(Error::context_length_exceeded(format!(
+                "the prompt has {} tokens; {name} accepts at most {} (context window {window}) \
+                 and needs room for at least one answer token",
+                prompt_ids.len(),
+                window - 1
+            )));
+        }
+        let params = self.params(ctx, &req, &prompt);
+
+        // One generation at a time: wait for the model without blocking the runtime.
+        let guard = Arc::clone(&self.shared.model).lock_owned().await;
+        let (tx, rx) = mpsc::channel::<Result<ChatDelta>>(STREAM_BUFFER);
+        let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        let start = ChatDelta::Start {
+            id,
+            model: name.clone(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut model = guard;
+            if tx.blocking_send(Ok(start)).is_err() {
+                return;
+            }
+            let shared = &this.shared;
+            let mut emit = |text: String| tx.blocking_send(Ok(ChatDelta::Text { text })).is_ok();
+            let result = generate(
+                &mut model,
+                &shared.tokenizer,
+                &name,
+                shared.context_window,
+                &prompt_ids,
+                &params,
+                &mut emit,
+            );
+            let tail = match result {
+                Ok(outcome) if outcome.reason == EndReason::Cancelled => return,
+                Ok(outcome) => finish_deltas(outcome, &prompt, prompt_ids.len() as u64, &name),
+                Err(e) => vec![Err(e)],
+            };
+            for item in tail {
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tokio_stream_from(rx))
+    }
+}
+
+/// A [`ChatStream`] over the receiving end of the generation channel.
+fn tokio_stream_from(mut rx: mpsc::Receiver<Result<ChatDelta>>) -> ChatStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
