@@ -1,5 +1,6 @@
 //! [`Router`]: a [`ChatModel`] that routes each request to one of its deployments.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -260,16 +261,29 @@ impl ChatModel for Router {
                 let ctx = ctx.clone();
                 let label = slot.label.clone();
                 Box::pin(async move {
+                    // Fall back is possible until the first content delta: metadata-only deltas
+                    // (`Start`) are held back until content arrives.
                     let mut stream = model.chat_stream(&ctx, r).await?;
-                    match stream.next().await {
-                        Some(Ok(first)) => Ok((first, stream)),
-                        Some(Err(e)) => Err(e),
-                        None => Err(Error::upstream(
-                            label,
-                            None,
-                            true,
-                            "stream ended before its first delta",
-                        )),
+                    let mut held = VecDeque::new();
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(d)) => {
+                                let content = !matches!(d, ChatDelta::Start { .. });
+                                held.push_back(d);
+                                if content {
+                                    return Ok((held, stream));
+                                }
+                            }
+                            Some(Err(e)) => return Err(e),
+                            None => {
+                                return Err(Error::upstream(
+                                    label,
+                                    None,
+                                    true,
+                                    "stream ended before its first delta",
+                                ));
+                            }
+                        }
                     }
                 })
             })
@@ -279,7 +293,7 @@ impl ChatModel for Router {
             .map(|s| s.label.clone())
             .unwrap_or_default();
         let state = StreamState {
-            first: Some(first),
+            first,
             rest,
             lease: Some(lease),
             usage: None,
@@ -295,7 +309,7 @@ impl ChatModel for Router {
 /// A routed stream after its first delta: errors pass through as items (no fallback once output
 /// has started); the lease is closed when the stream ends, breaks, or is dropped.
 struct StreamState {
-    first: Option<ChatDelta>,
+    first: VecDeque<ChatDelta>,
     rest: ChatStream,
     lease: Option<Lease<dyn ChatModel>>,
     usage: Option<Usage>,
@@ -329,7 +343,7 @@ impl StreamState {
         if self.done {
             return None;
         }
-        if let Some(d) = self.first.take() {
+        if let Some(d) = self.first.pop_front() {
             self.observe(&d);
             return Some((Ok(d), self));
         }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wattos_core::health::HealthStatus;
@@ -49,8 +49,8 @@ pub(crate) struct Slot<M: ?Sized> {
     ewma: AtomicU64,
     /// Cooldown end as nanoseconds after `epoch`; 0 = none.
     cooldown_until: AtomicU64,
-    epoch: Instant,
-    clock: SharedClock,
+    /// Cooldowns run on tokio's clock, like the retry sleeps that wait them out.
+    epoch: tokio::time::Instant,
     passive: Mutex<Passive>,
     pub(crate) rpm_key: StateKey,
     pub(crate) tpm_key: StateKey,
@@ -62,7 +62,7 @@ impl<M: ?Sized> Slot<M> {
         let breaker = CircuitBreaker::with_shared_clock(
             format!("llm:{}", dep.id),
             breaker.clone(),
-            clock.clone(),
+            clock,
         );
         Self {
             rpm_key: StateKey::shared("deployment_rpm", &[&dep.id]),
@@ -73,8 +73,7 @@ impl<M: ?Sized> Slot<M> {
             in_flight: AtomicUsize::new(0),
             ewma: AtomicU64::new(0),
             cooldown_until: AtomicU64::new(0),
-            epoch: clock.now(),
-            clock,
+            epoch: tokio::time::Instant::now(),
             passive: Mutex::new(Passive::default()),
         }
     }
@@ -134,14 +133,14 @@ impl<M: ?Sized> Slot<M> {
         if until == 0 {
             return None;
         }
-        let now = self.clock.now().saturating_duration_since(self.epoch);
+        let now = tokio::time::Instant::now().saturating_duration_since(self.epoch);
         let until = Duration::from_nanos(until);
         (until > now).then(|| until - now)
     }
 
     /// Skips this deployment for `d` (e.g. an upstream 429's Retry-After).
     pub(crate) fn cool_down(&self, d: Duration) {
-        let now = self.clock.now().saturating_duration_since(self.epoch);
+        let now = tokio::time::Instant::now().saturating_duration_since(self.epoch);
         let until = u64::try_from((now + d).as_nanos()).unwrap_or(u64::MAX).max(1);
         self.cooldown_until.fetch_max(until, Ordering::Relaxed);
     }

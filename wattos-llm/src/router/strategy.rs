@@ -226,6 +226,7 @@ mod tests {
     fn priority_then_order() {
         let mut c = vec![cand("a"), cand("b"), cand("c")];
         c[0].priority = 2;
+        c[1].priority = 3;
         c[2].priority = 1;
         assert_eq!(PriorityOrder.pick(&c, &mut fastrand::Rng::new()), 2);
     }

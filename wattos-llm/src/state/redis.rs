@@ -138,6 +138,11 @@ impl RedisState {
         }
     }
 
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn key(&self, k: &StateKey) -> String {
         let mut s = String::with_capacity(self.prefix.len() + k.as_str().len());
         s.push_str(&self.prefix);
