@@ -276,10 +276,7 @@ mod tests {
         let k2 = StateKey::tenant(&a, "rpm", &["x", "y"]);
         assert_ne!(k1, k2);
         assert_eq!(k2.as_str(), "t:a:rpm:x:y");
-        assert_eq!(
-            StateKey::shared("dep", &["100%"]).as_str(),
-            "g:dep:100%25"
-        );
+        assert_eq!(StateKey::shared("dep", &["100%"]).as_str(), "g:dep:100%25");
         let b = TenantId::new("b").unwrap();
         assert_ne!(
             StateKey::tenant(&a, "s", &["k"]),

@@ -9,13 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
-use wattos_core::llm::{
-    ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Usage,
-};
+use wattos_core::llm::{ChatModel, ChatRequest, ChatResponse, FinishReason, Message, Usage};
 use wattos_core::{RequestContext, Result, TenantId};
 use wattos_llm::router::{
-    Budget, BudgetPeriod, Deployment, ModelGroup, Price, RateLimits, Router, Strategy,
-    TenantPolicy,
+    Budget, BudgetPeriod, Deployment, ModelGroup, Price, RateLimits, Router, Strategy, TenantPolicy,
 };
 
 struct Mock(ChatResponse);
@@ -97,10 +94,22 @@ fn bench(c: &mut Criterion) {
             .iter(|| async { black_box(direct.chat(&ctx, req.clone()).await) })
     });
     let cases = [
-        ("router/priority_1", router(Strategy::Priority, 1, TenantPolicy::default())),
-        ("router/lowest_latency_4", router(Strategy::LowestLatency, 4, TenantPolicy::default())),
-        ("router/weighted_4", router(Strategy::WeightedRandom, 4, TenantPolicy::default())),
-        ("router/limits_and_budget_1", router(Strategy::Priority, 1, limited)),
+        (
+            "router/priority_1",
+            router(Strategy::Priority, 1, TenantPolicy::default()),
+        ),
+        (
+            "router/lowest_latency_4",
+            router(Strategy::LowestLatency, 4, TenantPolicy::default()),
+        ),
+        (
+            "router/weighted_4",
+            router(Strategy::WeightedRandom, 4, TenantPolicy::default()),
+        ),
+        (
+            "router/limits_and_budget_1",
+            router(Strategy::Priority, 1, limited),
+        ),
     ];
     for (name, r) in &cases {
         g.bench_function(*name, |b| {

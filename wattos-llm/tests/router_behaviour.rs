@@ -1,5 +1,6 @@
 //! Routing behaviour: strategies, context-window fallback, streaming rules, allow-lists, nesting,
 //! bulkheads, usage records, the response cache and the embedding router.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 #[path = "router_support/mod.rs"]
 mod support;
@@ -19,12 +20,31 @@ use wattos_llm::state::MemoryState;
 use wattos_llm::usage::{MemoryUsageSink, UsageOutcome};
 
 fn three(strategy: Strategy) -> (Router, Vec<Arc<FakeChat>>) {
-    let models: Vec<_> = ["a", "b", "c"].iter().map(|n| FakeChat::healthy(n)).collect();
+    let models: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| FakeChat::healthy(n))
+        .collect();
     let router = Router::builder()
-        .deployment(dep("a", &models[0]).weight(1).price(Price::per_mtok(5.0, 15.0)))
-        .deployment(dep("b", &models[1]).weight(3).price(Price::per_mtok(0.5, 1.5)))
-        .deployment(dep("c", &models[2]).weight(0).price(Price::per_mtok(1.0, 2.0)))
-        .group(ModelGroup::new("m").deployments(["a", "b", "c"]).strategy(strategy))
+        .deployment(
+            dep("a", &models[0])
+                .weight(1)
+                .price(Price::per_mtok(5.0, 15.0)),
+        )
+        .deployment(
+            dep("b", &models[1])
+                .weight(3)
+                .price(Price::per_mtok(0.5, 1.5)),
+        )
+        .deployment(
+            dep("c", &models[2])
+                .weight(0)
+                .price(Price::per_mtok(1.0, 2.0)),
+        )
+        .group(
+            ModelGroup::new("m")
+                .deployments(["a", "b", "c"])
+                .strategy(strategy),
+        )
         .build()
         .unwrap();
     (router, models)
@@ -44,8 +64,17 @@ async fn strategies_spread_as_documented() {
 
     let (r, m) = three(Strategy::WeightedRandom);
     run(&r, 400).await;
-    assert_eq!(m[2].calls(), 0, "weight 0 is never picked while others are eligible");
-    assert!(m[1].calls() > 2 * m[0].calls(), "{} vs {}", m[1].calls(), m[0].calls());
+    assert_eq!(
+        m[2].calls(),
+        0,
+        "weight 0 is never picked while others are eligible"
+    );
+    assert!(
+        m[1].calls() > 2 * m[0].calls(),
+        "{} vs {}",
+        m[1].calls(),
+        m[0].calls()
+    );
 
     let (r, m) = three(Strategy::LowestCost);
     run(&r, 5).await;
@@ -57,7 +86,10 @@ async fn strategies_spread_as_documented() {
 
     let (r, m) = three(Strategy::LowestLatency);
     run(&r, 50).await;
-    assert!(m.iter().all(|x| x.calls() >= 1), "every deployment is measured once");
+    assert!(
+        m.iter().all(|x| x.calls() >= 1),
+        "every deployment is measured once"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -67,7 +99,11 @@ async fn lowest_latency_prefers_the_fast_deployment_and_least_in_flight_spreads(
     let r = Router::builder()
         .deployment(dep("fast", &fast))
         .deployment(dep("slow", &slow))
-        .group(ModelGroup::new("m").deployments(["slow", "fast"]).strategy(Strategy::LowestLatency))
+        .group(
+            ModelGroup::new("m")
+                .deployments(["slow", "fast"])
+                .strategy(Strategy::LowestLatency),
+        )
         .build()
         .unwrap();
     run(&r, 40).await;
@@ -78,7 +114,11 @@ async fn lowest_latency_prefers_the_fast_deployment_and_least_in_flight_spreads(
     let r = Router::builder()
         .deployment(dep("x", &x))
         .deployment(dep("y", &y))
-        .group(ModelGroup::new("m").deployments(["x", "y"]).strategy(Strategy::LeastInFlight))
+        .group(
+            ModelGroup::new("m")
+                .deployments(["x", "y"])
+                .strategy(Strategy::LeastInFlight),
+        )
         .build()
         .unwrap();
     let calls = (0..10).map(|_| {
@@ -96,17 +136,27 @@ async fn context_window_fallback_before_and_after_the_call() {
     let r = Router::builder()
         .deployment(dep("small", &small).context_window(200))
         .deployment(dep("large", &large).context_window(100_000))
-        .group(ModelGroup::new("small").deployment("small").context_fallbacks(["large"]))
+        .group(
+            ModelGroup::new("small")
+                .deployment("small")
+                .context_fallbacks(["large"]),
+        )
         .group(ModelGroup::new("large").deployment("large"))
         .build()
         .unwrap();
     // Estimated too big for `small`: it is skipped without a call.
     let big = ChatRequest::new("small", vec![Message::user("x".repeat(4000))]).with_max_tokens(10);
-    assert_eq!(r.chat(&ctx("t"), big).await.unwrap().text(), "hello from large");
+    assert_eq!(
+        r.chat(&ctx("t"), big).await.unwrap().text(),
+        "hello from large"
+    );
     assert_eq!(small.calls(), 0);
     // The upstream itself says the prompt is too long: go to the larger group.
     small.script([Fault::ContextTooLong]);
-    assert_eq!(r.chat(&ctx("t"), req("small")).await.unwrap().text(), "hello from large");
+    assert_eq!(
+        r.chat(&ctx("t"), req("small")).await.unwrap().text(),
+        "hello from large"
+    );
     assert_eq!((small.calls(), large.calls()), (1, 2));
     // Without a context fallback the error is returned as is, with no retry.
     let lone = FakeChat::new("lone", Fault::ContextTooLong);
@@ -138,7 +188,10 @@ async fn streams_never_fall_back_after_content() {
     assert_eq!(b.calls(), 0);
     let recs = sink.records();
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].outcome, UsageOutcome::Error("upstream_error".into()));
+    assert_eq!(
+        recs[0].outcome,
+        UsageOutcome::Error("upstream_error".into())
+    );
     assert!(recs[0].streamed);
 }
 
@@ -180,10 +233,16 @@ async fn tenant_allow_list_and_unknown_models() {
         )
         .build()
         .unwrap();
-    assert_eq!(r.chat(&ctx("basic"), req("fast")).await.unwrap().text(), "hello from a");
+    assert_eq!(
+        r.chat(&ctx("basic"), req("fast")).await.unwrap().text(),
+        "hello from a"
+    );
     let err = r.chat(&ctx("basic"), req("premium")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Forbidden);
-    assert_eq!(r.chat(&ctx("gold"), req("premium")).await.unwrap().text(), "hello from b");
+    assert_eq!(
+        r.chat(&ctx("gold"), req("premium")).await.unwrap().text(),
+        "hello from b"
+    );
     assert_eq!(
         r.chat(&ctx("gold"), req("nope")).await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -243,7 +302,11 @@ async fn usage_records_every_attempt_with_cost() {
     let r = Router::builder()
         .usage_sink(Arc::new(sink.clone()))
         .deployment(dep("a", &a))
-        .deployment(dep("b", &b).upstream_model("vendor-b").price(Price::per_mtok(1000.0, 2000.0)))
+        .deployment(
+            dep("b", &b)
+                .upstream_model("vendor-b")
+                .price(Price::per_mtok(1000.0, 2000.0)),
+        )
         .group(ModelGroup::new("m").deployments(["a", "b"]))
         .build()
         .unwrap();
@@ -255,7 +318,10 @@ async fn usage_records_every_attempt_with_cost() {
     let recs = sink.records();
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0].deployment, "a");
-    assert_eq!(recs[0].outcome, UsageOutcome::Error("upstream_error".into()));
+    assert_eq!(
+        recs[0].outcome,
+        UsageOutcome::Error("upstream_error".into())
+    );
     assert_eq!(recs[0].cost_nanos, 0);
     assert_eq!(recs[1].deployment, "b");
     assert_eq!(recs[1].upstream_model, "vendor-b");
@@ -283,7 +349,9 @@ async fn response_cache_is_exact_and_tenant_scoped() {
     assert_eq!(a.calls(), 1, "streams replay cached answers");
     r.chat(&ctx("t2"), req("m")).await.unwrap(); // other tenant: miss
     assert_eq!(a.calls(), 2);
-    r.chat(&ctx("t1"), req("m").with_max_tokens(21)).await.unwrap(); // different request
+    r.chat(&ctx("t1"), req("m").with_max_tokens(21))
+        .await
+        .unwrap(); // different request
     assert_eq!(a.calls(), 3);
 }
 
@@ -293,15 +361,27 @@ async fn embedding_router_falls_back() {
     let b = FakeEmbed::new("b", Fault::Ok);
     let r = EmbeddingRouter::builder()
         .attempt_timeout(Duration::from_secs(1))
-        .deployment(Deployment::from_arc("a", a.clone() as Arc<dyn EmbeddingModel>))
-        .deployment(Deployment::from_arc("b", b.clone() as Arc<dyn EmbeddingModel>))
+        .deployment(Deployment::from_arc(
+            "a",
+            a.clone() as Arc<dyn EmbeddingModel>,
+        ))
+        .deployment(Deployment::from_arc(
+            "b",
+            b.clone() as Arc<dyn EmbeddingModel>,
+        ))
         .group(ModelGroup::new("embed").deployments(["a", "b"]))
         .build()
         .unwrap();
     assert_eq!(r.dimensions(), 3);
     let v = r.embed_one(&ctx("t"), "hello").await.unwrap();
     assert_eq!(v, vec![1.0, 0.0, 0.0]);
-    assert_eq!((a.calls.load(std::sync::atomic::Ordering::SeqCst), b.calls.load(std::sync::atomic::Ordering::SeqCst)), (1, 1));
+    assert_eq!(
+        (
+            a.calls.load(std::sync::atomic::Ordering::SeqCst),
+            b.calls.load(std::sync::atomic::Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
 }
 
 #[test]

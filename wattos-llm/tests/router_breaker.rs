@@ -1,4 +1,5 @@
 //! Circuit breakers per deployment (fake clock), health snapshots, the health check and probes.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 #[path = "router_support/mod.rs"]
 mod support;
@@ -44,7 +45,10 @@ async fn breaker_opens_at_threshold_and_recovers_through_half_open() {
     let b = FakeChat::healthy("b");
     let r = router(&a, &b, &clock);
     for i in 1..=3 {
-        assert_eq!(r.chat(&ctx("t"), req("m")).await.unwrap().text(), "hello from b");
+        assert_eq!(
+            r.chat(&ctx("t"), req("m")).await.unwrap().text(),
+            "hello from b"
+        );
         assert_eq!(a.calls(), i);
     }
     assert_eq!(breaker_of(&r, "a"), BreakerState::Open);
@@ -71,7 +75,10 @@ async fn breaker_opens_at_threshold_and_recovers_through_half_open() {
     // Next time the probe succeeds and the breaker closes.
     clock.advance(Duration::from_secs(30));
     a.set(Fault::Ok);
-    assert_eq!(r.chat(&ctx("t"), req("m")).await.unwrap().text(), "hello from a");
+    assert_eq!(
+        r.chat(&ctx("t"), req("m")).await.unwrap().text(),
+        "hello from a"
+    );
     assert_eq!(a.calls(), 5);
     assert_eq!(breaker_of(&r, "a"), BreakerState::Closed);
     assert_ne!(r.health().status, HealthStatus::Unhealthy);
@@ -116,7 +123,10 @@ async fn all_breakers_open_is_unhealthy_and_fails_fast() {
         r.chat(&ctx("t"), req("m")).await.unwrap_err();
     }
     assert_eq!(r.health().status, HealthStatus::Unhealthy);
-    assert_eq!(r.health_check().check().await.status, HealthStatus::Unhealthy);
+    assert_eq!(
+        r.health_check().check().await.status,
+        HealthStatus::Unhealthy
+    );
     let calls = a.calls() + b.calls();
     let err = r.chat(&ctx("t"), req("m")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -133,11 +143,18 @@ async fn active_probes_feed_health_and_breakers() {
     assert_eq!(results.len(), 2);
     let h = r.health();
     assert_eq!(h.deployments[0].status, HealthStatus::Degraded);
-    assert_eq!(h.deployments[0].last_probe.as_ref().map(|p| p.ok), Some(false));
+    assert_eq!(
+        h.deployments[0].last_probe.as_ref().map(|p| p.ok),
+        Some(false)
+    );
     assert_eq!(h.deployments[1].status, HealthStatus::Healthy);
     r.probe().await;
     r.probe().await;
-    assert_eq!(breaker_of(&r, "a"), BreakerState::Open, "probe failures count");
+    assert_eq!(
+        breaker_of(&r, "a"),
+        BreakerState::Open,
+        "probe failures count"
+    );
     // An open breaker is not probed until it may half-open.
     let calls = a.calls();
     r.probe().await;

@@ -1,5 +1,6 @@
 //! Fault matrix: with one healthy deployment anywhere in the chain, every request succeeds, in chat
 //! and streaming mode, and the number of upstream calls is exactly bounded.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 #[path = "router_support/mod.rs"]
 mod support;
@@ -104,7 +105,8 @@ async fn fallback_group_rescues_a_failed_group() {
         let r = router.chat(&ctx("t"), req("primary")).await.unwrap();
         assert_eq!(r.text(), "hello from good", "{fault:?}");
         assert_eq!((bad1.calls(), bad2.calls(), good.calls()), (1, 1, 1));
-        let (text, err) = collect(router.chat_stream(&ctx("t"), req("primary")).await.unwrap()).await;
+        let (text, err) =
+            collect(router.chat_stream(&ctx("t"), req("primary")).await.unwrap()).await;
         assert!(err.is_none(), "{fault:?}");
         assert_eq!(text, "hello from good");
     }
@@ -121,7 +123,9 @@ async fn all_failing_is_bounded_by_rounds_and_attempt_cap() {
         assert!(err.is_retryable());
     }
     // The hard cap wins over rounds.
-    let models: Vec<_> = (0..5).map(|i| FakeChat::new(&format!("d{i}"), Fault::ServerError)).collect();
+    let models: Vec<_> = (0..5)
+        .map(|i| FakeChat::new(&format!("d{i}"), Fault::ServerError))
+        .collect();
     let mut b = Router::builder().max_total_attempts(3);
     for (i, m) in models.iter().enumerate() {
         b = b.deployment(dep(&format!("d{i}"), m));
@@ -147,7 +151,11 @@ async fn rate_limited_deployments_cool_down_and_retry_after_is_honoured() {
     let r = router.chat(&ctx("t"), req("m")).await.unwrap();
     assert_eq!(r.text(), "hello from only");
     assert_eq!(only.calls(), 2);
-    assert!(start.elapsed() >= Duration::from_secs(2), "waited {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "waited {:?}",
+        start.elapsed()
+    );
 
     // A Retry-After longer than the retry policy's max delay is not waited for: fail fast instead.
     let slow = FakeChat::new("slow", Fault::RateLimited(Duration::from_secs(3600)));

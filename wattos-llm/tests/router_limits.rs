@@ -1,4 +1,5 @@
 //! Rate limits (tenant, key, deployment) and budgets (tenant, key, model) on the in-memory backend.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 #[path = "router_support/mod.rs"]
 mod support;
@@ -17,7 +18,10 @@ use wattos_llm::state::MemoryState;
 use wattos_llm::usage::MemoryUsageSink;
 
 fn user(tenant: &str, key: &str) -> RequestContext {
-    RequestContext::new(TenantId::new(tenant).unwrap(), Principal::user(key, ["member"]))
+    RequestContext::new(
+        TenantId::new(tenant).unwrap(),
+        Principal::user(key, ["member"]),
+    )
 }
 
 #[tokio::test]
@@ -28,8 +32,14 @@ async fn tenant_and_key_rpm() {
         .group(ModelGroup::new("m").deployment("a"))
         .default_policy(
             TenantPolicy::default()
-                .with_limits(RateLimits { rpm: Some(5), tpm: None })
-                .with_key_limits(RateLimits { rpm: Some(3), tpm: None }),
+                .with_limits(RateLimits {
+                    rpm: Some(5),
+                    tpm: None,
+                })
+                .with_key_limits(RateLimits {
+                    rpm: Some(3),
+                    tpm: None,
+                }),
         )
         .build()
         .unwrap();
@@ -44,7 +54,10 @@ async fn tenant_and_key_rpm() {
     r.chat(&user("acme", "k2"), req("m")).await.unwrap();
     r.chat(&user("acme", "k2"), req("m")).await.unwrap();
     assert_eq!(
-        r.chat(&user("acme", "k2"), req("m")).await.unwrap_err().kind(),
+        r.chat(&user("acme", "k2"), req("m"))
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::RateLimited
     );
     // Other tenants are unaffected.
@@ -60,19 +73,28 @@ async fn tpm_counts_actual_tokens() {
         .state(state.clone())
         .deployment(dep("a", &a))
         .group(ModelGroup::new("m").deployment("a"))
-        .default_policy(TenantPolicy::default().with_limits(RateLimits { rpm: None, tpm: Some(100) }))
+        .default_policy(TenantPolicy::default().with_limits(RateLimits {
+            rpm: None,
+            tpm: Some(100),
+        }))
         .build()
         .unwrap();
     r.chat(&ctx("t"), req("m")).await.unwrap();
     // The estimate (about 30) was replaced by the actual 15 tokens.
     let used = state
-        .current(&StateKey::tenant(&TenantId::new("t").unwrap(), "tpm", &[]), Duration::from_secs(60))
+        .current(
+            &StateKey::tenant(&TenantId::new("t").unwrap(), "tpm", &[]),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(used, 15);
     // A request estimated beyond the limit is rejected.
     let big = req("m").with_max_tokens(500);
-    assert_eq!(r.chat(&ctx("t"), big).await.unwrap_err().kind(), ErrorKind::RateLimited);
+    assert_eq!(
+        r.chat(&ctx("t"), big).await.unwrap_err().kind(),
+        ErrorKind::RateLimited
+    );
 }
 
 #[tokio::test]
@@ -105,7 +127,9 @@ async fn budgets_reserve_then_settle() {
         // estimate: ~10 input + 20 output tokens = $0.03; actual 15 tokens = $0.015
         .deployment(dep("a", &a).price(Price::per_mtok(1000.0, 1000.0)))
         .group(ModelGroup::new("m").deployment("a"))
-        .default_policy(TenantPolicy::default().with_budget(Budget::new(0.05, BudgetPeriod::Monthly)))
+        .default_policy(
+            TenantPolicy::default().with_budget(Budget::new(0.05, BudgetPeriod::Monthly)),
+        )
         .build()
         .unwrap();
     r.chat(&ctx("t"), req("m")).await.unwrap();
@@ -155,7 +179,9 @@ async fn concurrent_requests_never_overspend_in_memory() {
         .usage_sink(Arc::new(sink.clone()))
         .deployment(dep("a", &a).price(Price::per_mtok(1000.0, 1000.0)))
         .group(ModelGroup::new("m").deployment("a"))
-        .default_policy(TenantPolicy::default().with_budget(Budget::new(budget_usd, BudgetPeriod::Total)))
+        .default_policy(
+            TenantPolicy::default().with_budget(Budget::new(budget_usd, BudgetPeriod::Total)),
+        )
         .build()
         .unwrap();
     let tasks: Vec<_> = (0..200)
@@ -177,7 +203,10 @@ async fn concurrent_requests_never_overspend_in_memory() {
         .committed(&tenant_budget_key(&tenant, BudgetPeriod::Total))
         .await
         .unwrap();
-    assert_eq!(committed, spent, "after settling, committed spend is exactly the recorded spend");
+    assert_eq!(
+        committed, spent,
+        "after settling, committed spend is exactly the recorded spend"
+    );
     assert!(spent <= 1_000_000_000, "overspent: {spent}");
     assert!(ok >= 33, "only {ok} admitted");
 }

@@ -1,6 +1,7 @@
 //! Postgres usage sink against the machine's PostgreSQL (127.0.0.1:5432, database `test`, or
 //! `DATABASE_URL`).
 #![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 #[path = "router_support/mod.rs"]
 mod support;
@@ -47,8 +48,16 @@ async fn records_every_attempt_in_batches() {
     }
     sink.flush().await.unwrap();
     // 5 requests, each a failed attempt on `a` and a success on `b` costing $0.015.
-    assert_eq!(sink.total_cost_nanos(ctx.tenant()).await.unwrap(), 5 * 15_000_000);
-    assert_eq!(sink.count_for_request(&ctx.request_id().to_string()).await.unwrap(), 10);
+    assert_eq!(
+        sink.total_cost_nanos(ctx.tenant()).await.unwrap(),
+        5 * 15_000_000
+    );
+    assert_eq!(
+        sink.count_for_request(&ctx.request_id().to_string())
+            .await
+            .unwrap(),
+        10
+    );
     assert_eq!(sink.dropped(), 0);
     let bad = PostgresUsageSink::connect(
         pool.clone(),
@@ -59,5 +68,8 @@ async fn records_every_attempt_in_batches() {
     )
     .await;
     assert!(bad.is_err());
-    sqlx::query(&format!("DROP TABLE {table}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await
+        .unwrap();
 }

@@ -1,6 +1,7 @@
 //! Redis state: atomic windows and budgets shared by several router instances (needs the machine's
 //! Redis at 127.0.0.1:6379, or `REDIS_URL`). Every test uses its own key prefix.
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 #[path = "router_support/mod.rs"]
 mod support;
@@ -39,28 +40,62 @@ async fn windows_budgets_and_cache_are_atomic() {
         window: Duration::from_secs(60),
         amount: 1,
     };
-    assert_eq!(s.try_acquire(&[charge("a", 1)]).await.unwrap(), Admission::Admitted);
-    let r = s.try_acquire(&[charge("b", 5), charge("a", 1)]).await.unwrap();
-    assert!(matches!(r, Admission::Rejected { index: 1, retry_after } if retry_after > Duration::from_secs(55)));
-    assert_eq!(s.current(&StateKey::shared("w", &["b"]), Duration::from_secs(60)).await.unwrap(), 0);
-    s.adjust(&StateKey::shared("w", &["a"]), Duration::from_secs(60), -1).await.unwrap();
-    assert_eq!(s.current(&StateKey::shared("w", &["a"]), Duration::from_secs(60)).await.unwrap(), 0);
+    assert_eq!(
+        s.try_acquire(&[charge("a", 1)]).await.unwrap(),
+        Admission::Admitted
+    );
+    let r = s
+        .try_acquire(&[charge("b", 5), charge("a", 1)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Admission::Rejected { index: 1, retry_after } if retry_after > Duration::from_secs(55))
+    );
+    assert_eq!(
+        s.current(&StateKey::shared("w", &["b"]), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
+    s.adjust(&StateKey::shared("w", &["a"]), Duration::from_secs(60), -1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.current(&StateKey::shared("w", &["a"]), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
 
     let line = BudgetLine {
         key: StateKey::shared("b", &["x"]),
         limit_nanos: 10_000_000_000,
         ttl: Some(Duration::from_secs(60)),
     };
-    assert_eq!(s.reserve(std::slice::from_ref(&line), 6_000_000_000).await.unwrap(), Reservation::Reserved);
+    assert_eq!(
+        s.reserve(std::slice::from_ref(&line), 6_000_000_000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
     assert!(matches!(
-        s.reserve(std::slice::from_ref(&line), 6_000_000_000).await.unwrap(),
-        Reservation::Exceeded { index: 0, committed_nanos: 6_000_000_000 }
+        s.reserve(std::slice::from_ref(&line), 6_000_000_000)
+            .await
+            .unwrap(),
+        Reservation::Exceeded {
+            index: 0,
+            committed_nanos: 6_000_000_000
+        }
     ));
-    s.settle(std::slice::from_ref(&line.key), -1_500_000_000).await.unwrap();
+    s.settle(std::slice::from_ref(&line.key), -1_500_000_000)
+        .await
+        .unwrap();
     assert_eq!(s.committed(&line.key).await.unwrap(), 4_500_000_000);
 
     let k = StateKey::shared("c", &["1"]);
-    s.put(&k, b"v".to_vec(), Duration::from_millis(300)).await.unwrap();
+    s.put(&k, b"v".to_vec(), Duration::from_millis(300))
+        .await
+        .unwrap();
     assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v"[..]));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(s.get(&k).await.unwrap(), None);
@@ -74,14 +109,21 @@ async fn two_routers_sharing_redis_admit_exactly_the_rpm() {
             .state(state)
             .deployment(dep("a", m))
             .group(ModelGroup::new("m").deployment("a"))
-            .default_policy(TenantPolicy::default().with_limits(RateLimits { rpm: Some(10), tpm: None }))
+            .default_policy(TenantPolicy::default().with_limits(RateLimits {
+                rpm: Some(10),
+                tpm: None,
+            }))
             .build()
             .unwrap()
     };
     let m1 = FakeChat::healthy("a");
     let m2 = FakeChat::healthy("a");
     // Two separate connections, as two processes would have.
-    let s2 = Arc::new(RedisState::connect(&url(), s.prefix().to_owned()).await.unwrap());
+    let s2 = Arc::new(
+        RedisState::connect(&url(), s.prefix().to_owned())
+            .await
+            .unwrap(),
+    );
     let r1 = build(s.clone(), &m1);
     let r2 = build(s2, &m2);
     let tasks: Vec<_> = (0..30)
@@ -113,7 +155,9 @@ async fn concurrent_requests_never_overspend_a_redis_budget() {
             // estimate ~30 tokens = $0.03 per call, actual 15 tokens = $0.015
             .deployment(dep("a", m).price(Price::per_mtok(1000.0, 1000.0)))
             .group(ModelGroup::new("m").deployment("a"))
-            .default_policy(TenantPolicy::default().with_budget(Budget::new(1.0, BudgetPeriod::Monthly)))
+            .default_policy(
+                TenantPolicy::default().with_budget(Budget::new(1.0, BudgetPeriod::Monthly)),
+            )
             .build()
             .unwrap()
     };
@@ -139,8 +183,14 @@ async fn concurrent_requests_never_overspend_a_redis_budget() {
         .unwrap();
     // One request's estimate error: the estimate ($0.03) minus the actual ($0.015), never exceeded.
     let one_estimate_error = 15_000_000;
-    assert_eq!(committed, spent, "no drift between the counter and the records");
-    assert!(spent <= 1_000_000_000 + one_estimate_error, "overspent: {spent}");
+    assert_eq!(
+        committed, spent,
+        "no drift between the counter and the records"
+    );
+    assert!(
+        spent <= 1_000_000_000 + one_estimate_error,
+        "overspent: {spent}"
+    );
     assert!(spent <= 1_000_000_000);
     assert!(ok >= 33, "only {ok} admitted");
     assert_eq!(u64::from(ok) * 15_000_000, spent as u64);

@@ -41,7 +41,12 @@ impl ChatModel for FakeProvider {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         if self.down.load(Ordering::SeqCst) {
-            return Err(Error::upstream(self.name, Some(503), true, "service unavailable"));
+            return Err(Error::upstream(
+                self.name,
+                Some(503),
+                true,
+                "service unavailable",
+            ));
         }
         Ok(ChatResponse {
             id: format!("{}-1", self.name),

@@ -193,7 +193,10 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
         let mut groups = Vec::with_capacity(self.groups.len());
         for group in &self.groups {
             if group.deployments.is_empty() {
-                return Err(invalid(format!("model group '{}' has no deployments", group.name)));
+                return Err(invalid(format!(
+                    "model group '{}' has no deployments",
+                    group.name
+                )));
             }
             let mut seen = HashSet::new();
             let mut members = Vec::new();
@@ -212,7 +215,11 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
                 name: group.name.clone(),
                 slots: members,
                 strategy: group.strategy.clone(),
-                fallbacks: group.fallbacks.iter().map(lookup_group).collect::<Result<_>>()?,
+                fallbacks: group
+                    .fallbacks
+                    .iter()
+                    .map(lookup_group)
+                    .collect::<Result<_>>()?,
                 context_fallbacks: group
                     .context_fallbacks
                     .iter()

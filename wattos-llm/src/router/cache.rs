@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use wattos_core::TenantId;
 use wattos_core::llm::{ChatRequest, ChatResponse};
 use wattos_core::state::{CacheStore, StateKey};
 use wattos_core::telemetry::names;
-use wattos_core::TenantId;
 
 #[derive(Clone)]
 pub(crate) struct ResponseCache {
@@ -23,7 +23,11 @@ impl ResponseCache {
         norm.user = None;
         let bytes = serde_json::to_vec(&norm).ok()?;
         let digest = Sha256::digest(&bytes);
-        Some(StateKey::tenant(tenant, "cache", &["chat", &hex::encode(digest)]))
+        Some(StateKey::tenant(
+            tenant,
+            "cache",
+            &["chat", &hex::encode(digest)],
+        ))
     }
 
     pub(crate) async fn get(&self, key: &StateKey) -> Option<ChatResponse> {

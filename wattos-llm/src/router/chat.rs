@@ -101,7 +101,8 @@ impl RouterBuilder<dyn ChatModel> {
             capabilities.vision &= c.vision;
             let window = slot.dep.context_window.or(c.context_window);
             capabilities.context_window = capabilities.context_window.max(window);
-            capabilities.max_output_tokens = capabilities.max_output_tokens.max(c.max_output_tokens);
+            capabilities.max_output_tokens =
+                capabilities.max_output_tokens.max(c.max_output_tokens);
         }
         Ok(Router {
             engine: Arc::new(engine),
@@ -251,7 +252,9 @@ impl ChatModel for Router {
     async fn chat_stream(&self, ctx: &RequestContext, req: ChatRequest) -> Result<ChatStream> {
         let adm = self.admit(ctx, &req).await?;
         if let (Some(resp), _) = self.cached(ctx, &adm, &req, true).await {
-            return Ok(futures::stream::iter(response_to_deltas(&resp).into_iter().map(Ok)).boxed());
+            return Ok(
+                futures::stream::iter(response_to_deltas(&resp).into_iter().map(Ok)).boxed(),
+            );
         }
         let ((first, rest), lease) = self
             .engine
@@ -288,10 +291,7 @@ impl ChatModel for Router {
                 })
             })
             .await?;
-        let label = lease
-            .slot()
-            .map(|s| s.label.clone())
-            .unwrap_or_default();
+        let label = lease.slot().map(|s| s.label.clone()).unwrap_or_default();
         let state = StreamState {
             first,
             rest,

@@ -182,10 +182,10 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                     let scope = charges[index].key.to_string();
                     metrics::counter!(names::RATE_LIMITED_TOTAL, "scope" => scope_label(&scope))
                         .increment(1);
-                    return Err(Error::rate_limited(format!(
-                        "rate limit reached for {scope}"
-                    ))
-                    .with_retry_after(retry_after.max(Duration::from_millis(1))));
+                    return Err(
+                        Error::rate_limited(format!("rate limit reached for {scope}"))
+                            .with_retry_after(retry_after.max(Duration::from_millis(1))),
+                    );
                 }
             }
         }
@@ -319,9 +319,7 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                             id: &slot.label,
                             weight: slot.dep.weight,
                             priority: slot.dep.priority,
-                            in_flight: slot
-                                .in_flight
-                                .load(std::sync::atomic::Ordering::Relaxed),
+                            in_flight: slot.in_flight.load(std::sync::atomic::Ordering::Relaxed),
                             latency: slot.latency(),
                             estimated_cost_nanos: slot.dep.price.cost_nanos(&est.usage()),
                         });
@@ -412,8 +410,7 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                             let ra = r?;
                             metrics::counter!(names::RATE_LIMITED_TOTAL, "scope" => "deployment")
                                 .increment(1);
-                            skips.rate_limited =
-                                Some(skips.rate_limited.map_or(ra, |d| d.min(ra)));
+                            skips.rate_limited = Some(skips.rate_limited.map_or(ra, |d| d.min(ra)));
                             continue;
                         }
                     }
@@ -608,7 +605,11 @@ impl<M: ?Sized + Send + Sync + 'static> Lease<M> {
     }
 
     /// The attempt answered. Returns the cost (the provider's when given, else from the price).
-    pub(crate) async fn succeed(mut self, usage: Usage, provider_cost: Option<Cost>) -> Option<Cost> {
+    pub(crate) async fn succeed(
+        mut self,
+        usage: Usage,
+        provider_cost: Option<Cost>,
+    ) -> Option<Cost> {
         let inner = self.inner.take()?;
         let cost = provider_cost.or_else(|| {
             inner
@@ -622,7 +623,13 @@ impl<M: ?Sized + Send + Sync + 'static> Lease<M> {
             .map(|c| wattos_core::state::usd_to_nanos(c.total_usd()))
             .unwrap_or(0);
         inner
-            .close(UsageOutcome::Success, usage, Some(nanos), Verdict::Success, None)
+            .close(
+                UsageOutcome::Success,
+                usage,
+                Some(nanos),
+                Verdict::Success,
+                None,
+            )
             .await;
         cost
     }
@@ -697,7 +704,13 @@ impl<M: ?Sized + Send + Sync + 'static> Drop for Lease<M> {
         {
             handle.spawn(async move {
                 inner
-                    .close(UsageOutcome::Cancelled, Usage::default(), None, Verdict::Neutral, None)
+                    .close(
+                        UsageOutcome::Cancelled,
+                        Usage::default(),
+                        None,
+                        Verdict::Neutral,
+                        None,
+                    )
                     .await;
             });
         }
@@ -752,7 +765,10 @@ impl<M: ?Sized + Send + Sync + 'static> LeaseInner<M> {
         let delta = actual_tokens - est_total;
         if delta != 0 {
             if self.slot.dep.limits.tpm.is_some() {
-                let _ = engine.windows.adjust(&self.slot.tpm_key, MINUTE, delta).await;
+                let _ = engine
+                    .windows
+                    .adjust(&self.slot.tpm_key, MINUTE, delta)
+                    .await;
             }
             for k in &self.request_tpm_keys {
                 let _ = engine.windows.adjust(k, MINUTE, delta).await;

@@ -59,11 +59,8 @@ pub(crate) struct Slot<M: ?Sized> {
 
 impl<M: ?Sized> Slot<M> {
     pub(crate) fn new(dep: Deployment<M>, breaker: &BreakerConfig, clock: SharedClock) -> Self {
-        let breaker = CircuitBreaker::with_shared_clock(
-            format!("llm:{}", dep.id),
-            breaker.clone(),
-            clock,
-        );
+        let breaker =
+            CircuitBreaker::with_shared_clock(format!("llm:{}", dep.id), breaker.clone(), clock);
         Self {
             rpm_key: StateKey::shared("deployment_rpm", &[&dep.id]),
             tpm_key: StateKey::shared("deployment_tpm", &[&dep.id]),
@@ -141,7 +138,9 @@ impl<M: ?Sized> Slot<M> {
     /// Skips this deployment for `d` (e.g. an upstream 429's Retry-After).
     pub(crate) fn cool_down(&self, d: Duration) {
         let now = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        let until = u64::try_from((now + d).as_nanos()).unwrap_or(u64::MAX).max(1);
+        let until = u64::try_from((now + d).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.cooldown_until.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -245,7 +244,10 @@ impl RouterHealth {
             .count();
         let status = if !deployments.is_empty() && unhealthy == deployments.len() {
             HealthStatus::Unhealthy
-        } else if deployments.iter().any(|d| d.status != HealthStatus::Healthy) {
+        } else if deployments
+            .iter()
+            .any(|d| d.status != HealthStatus::Healthy)
+        {
             HealthStatus::Degraded
         } else {
             HealthStatus::Healthy

@@ -186,7 +186,12 @@ impl TenantPolicy {
     }
 
     /// Budget lines for a call to `group`.
-    pub(crate) fn budget_lines(&self, ctx: &RequestContext, group: &str, now: SystemTime) -> Vec<BudgetLine> {
+    pub(crate) fn budget_lines(
+        &self,
+        ctx: &RequestContext,
+        group: &str,
+        now: SystemTime,
+    ) -> Vec<BudgetLine> {
         let tenant = ctx.tenant();
         let key = ctx.principal().subject.as_str();
         let mut lines = Vec::new();

@@ -77,10 +77,13 @@ impl<M: ?Sized + Probe + Send + Sync + 'static> Engine<M> {
             async move {
                 let permit = slot.breaker.try_acquire().ok()?;
                 let start = Instant::now();
-                let result = match tokio::time::timeout(timeout, slot.dep.model.probe(&ctx, &model_name)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(wattos_core::Error::timeout("health probe", timeout)),
-                };
+                let result =
+                    match tokio::time::timeout(timeout, slot.dep.model.probe(&ctx, &model_name))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(wattos_core::Error::timeout("health probe", timeout)),
+                    };
                 permit.record(&result);
                 slot.record_outcome(result.is_ok(), result.as_ref().err());
                 let outcome = ProbeOutcome {
@@ -152,12 +155,8 @@ impl HealthCheck for RouterHealthCheck {
         let h = self.source.snapshot();
         match h.status {
             HealthStatus::Healthy => ComponentHealth::healthy(),
-            HealthStatus::Degraded => {
-                ComponentHealth::degraded(h.summary().unwrap_or_default())
-            }
-            HealthStatus::Unhealthy => {
-                ComponentHealth::unhealthy(h.summary().unwrap_or_default())
-            }
+            HealthStatus::Degraded => ComponentHealth::degraded(h.summary().unwrap_or_default()),
+            HealthStatus::Unhealthy => ComponentHealth::unhealthy(h.summary().unwrap_or_default()),
         }
     }
 }

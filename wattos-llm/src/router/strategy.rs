@@ -99,7 +99,9 @@ impl RoutingStrategy for PriorityOrder {
         "priority"
     }
     fn pick(&self, c: &[Candidate<'_>], _rng: &mut fastrand::Rng) -> usize {
-        (0..c.len()).min_by_key(|&i| (c[i].priority, i)).unwrap_or(0)
+        (0..c.len())
+            .min_by_key(|&i| (c[i].priority, i))
+            .unwrap_or(0)
     }
 }
 
@@ -180,10 +182,10 @@ impl RoutingStrategy for LowestLatency {
         }
         // Penalise load a little so one fast deployment is not swamped: latency * (1 + in_flight).
         let score = |i: usize| {
-            c[i].latency
-                .unwrap_or_default()
-                .as_secs_f64()
-                .mul_add(c[i].in_flight as f64, c[i].latency.unwrap_or_default().as_secs_f64())
+            c[i].latency.unwrap_or_default().as_secs_f64().mul_add(
+                c[i].in_flight as f64,
+                c[i].latency.unwrap_or_default().as_secs_f64(),
+            )
         };
         if score(b) < score(a) { b } else { a }
     }

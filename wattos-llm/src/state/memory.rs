@@ -100,7 +100,7 @@ impl MemoryState {
     /// Drops expired cache entries and empty windows every so often so memory stays bounded.
     fn housekeeping(inner: &mut Inner, now: Instant) {
         inner.ops += 1;
-        if inner.ops % 4096 == 0 {
+        if inner.ops.is_multiple_of(4096) {
             inner.cache.retain(|_, (exp, _)| *exp > now);
             inner.windows.retain(|_, w| !w.entries.is_empty());
         }
@@ -284,7 +284,9 @@ mod tests {
                 ..
             }
         ));
-        s.settle(std::slice::from_ref(&line.key), -30).await.unwrap();
+        s.settle(std::slice::from_ref(&line.key), -30)
+            .await
+            .unwrap();
         assert_eq!(s.committed(&line.key).await.unwrap(), 30);
         assert_eq!(
             s.reserve(std::slice::from_ref(&line), 60).await.unwrap(),
@@ -297,7 +299,9 @@ mod tests {
         let clock = ManualClock::new();
         let s = MemoryState::with_clock(Arc::new(clock.clone()));
         let k = StateKey::shared("c", &["1"]);
-        s.put(&k, b"v".to_vec(), Duration::from_secs(5)).await.unwrap();
+        s.put(&k, b"v".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v"[..]));
         clock.advance(Duration::from_secs(5));
         assert_eq!(s.get(&k).await.unwrap(), None);

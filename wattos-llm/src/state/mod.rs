@@ -10,6 +10,6 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use memory::MemoryState;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisState;
+pub use memory::MemoryState;

@@ -1,5 +1,5 @@
 //! In-process fault-injecting fake models shared by the router tests.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,10 +47,13 @@ impl Fault {
                 .with_retry_after(*ra),
             Self::ServerError => Error::upstream(name, Some(500), true, "internal server error"),
             Self::Refused => Error::unavailable(format!("{name}: connection refused")),
-            Self::ContextTooLong => Error::context_length_exceeded("prompt too long")
-                .with_upstream(name, Some(400)),
+            Self::ContextTooLong => {
+                Error::context_length_exceeded("prompt too long").with_upstream(name, Some(400))
+            }
             Self::BadRequest => Error::upstream(name, Some(400), false, "bad request"),
-            Self::Unauthorized => Error::unauthenticated("invalid api key").with_upstream(name, Some(401)),
+            Self::Unauthorized => {
+                Error::unauthenticated("invalid api key").with_upstream(name, Some(401))
+            }
             _ => return None,
         })
     }
@@ -168,7 +171,12 @@ impl ChatModel for FakeChat {
                 let name = self.name.clone();
                 let items: Vec<Result<ChatDelta>> = vec![
                     Ok(deltas[0].clone()),
-                    Err(Error::upstream(name, None, true, "connection reset mid-stream")),
+                    Err(Error::upstream(
+                        name,
+                        None,
+                        true,
+                        "connection reset mid-stream",
+                    )),
                 ];
                 Ok(futures::stream::iter(items).boxed())
             }
@@ -177,7 +185,12 @@ impl ChatModel for FakeChat {
                 let items: Vec<Result<ChatDelta>> = vec![
                     Ok(deltas[0].clone()),
                     Ok(deltas[1].clone()),
-                    Err(Error::upstream(name, None, true, "connection reset mid-stream")),
+                    Err(Error::upstream(
+                        name,
+                        None,
+                        true,
+                        "connection reset mid-stream",
+                    )),
                 ];
                 Ok(futures::stream::iter(items).boxed())
             }
