@@ -176,23 +176,24 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
         let mut charges = Vec::new();
         policy.window_charges(ctx, est.total(), &mut charges);
         if !charges.is_empty() {
-            match self.windows.try_acquire(&charges).await? {
+            let only: Vec<WindowCharge> = charges.iter().map(|(c, _)| c.clone()).collect();
+            match self.windows.try_acquire(&only).await? {
                 Admission::Admitted => {}
                 Admission::Rejected { index, retry_after } => {
-                    let scope = charges[index].key.to_string();
-                    metrics::counter!(names::RATE_LIMITED_TOTAL, "scope" => scope_label(&scope))
-                        .increment(1);
-                    return Err(
-                        Error::rate_limited(format!("rate limit reached for {scope}"))
-                            .with_retry_after(retry_after.max(Duration::from_millis(1))),
-                    );
+                    let (charge, label) = &charges[index];
+                    metrics::counter!(names::RATE_LIMITED_TOTAL, "scope" => *label).increment(1);
+                    return Err(Error::rate_limited(format!(
+                        "{label} limit of {} reached ({})",
+                        charge.limit, charge.key
+                    ))
+                    .with_retry_after(retry_after.max(Duration::from_millis(1))));
                 }
             }
         }
         let tpm_keys = charges
             .into_iter()
-            .filter(|c| c.key.as_str().contains(":tpm"))
-            .map(|c| c.key)
+            .filter(|(_, label)| label.ends_with("tpm"))
+            .map(|(c, _)| c.key)
             .collect();
         Ok(Admitted {
             policy,
@@ -327,6 +328,9 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                     if ids.is_empty() {
                         break;
                     }
+                    if attempts >= self.settings.max_total_attempts {
+                        break 'rounds;
+                    }
                     let pick = group.strategy.pick(&cands, &mut rng).min(ids.len() - 1);
                     let s = ids[pick];
                     drop(cands);
@@ -416,13 +420,6 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                     }
 
                     attempts += 1;
-                    if attempts > self.settings.max_total_attempts {
-                        if !budget_keys.is_empty() {
-                            let _ = self.budgets.settle(&budget_keys, -reserved_nanos).await;
-                        }
-                        self.release_deployment_tokens(slot, est.total()).await;
-                        break 'rounds;
-                    }
                     if attempts > 1 {
                         metrics::counter!(names::RETRIES, "deployment" => slot.label.clone())
                             .increment(1);
@@ -546,22 +543,6 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
             ));
         }
         Error::unavailable(format!("no deployment of model '{model}' is available"))
-    }
-
-    async fn release_deployment_tokens(&self, slot: &Slot<M>, est_total: u64) {
-        if slot.dep.limits.tpm.is_some() {
-            let delta = -(i64::try_from(est_total).unwrap_or(i64::MAX));
-            let _ = self.windows.adjust(&slot.tpm_key, MINUTE, delta).await;
-        }
-    }
-}
-
-fn scope_label(key: &str) -> &'static str {
-    match (key.contains(":key:"), key.contains(":tpm")) {
-        (true, true) => "key_tpm",
-        (true, false) => "key_rpm",
-        (false, true) => "tenant_tpm",
-        (false, false) => "tenant_rpm",
     }
 }
 

@@ -159,30 +159,35 @@ impl TenantPolicy {
         self.budget.is_some() || self.key_budget.is_some() || !self.model_budgets.is_empty()
     }
 
-    /// Request-level window charges (tenant and principal), in a fixed order.
+    /// Request-level window charges (tenant and principal), each with its scope label
+    /// (`tenant_rpm`, `tenant_tpm`, `key_rpm`, `key_tpm`).
     pub(crate) fn window_charges(
         &self,
         ctx: &RequestContext,
         est_tokens: u64,
-        out: &mut Vec<WindowCharge>,
+        out: &mut Vec<(WindowCharge, &'static str)>,
     ) {
         const MINUTE: Duration = Duration::from_secs(60);
         let tenant = ctx.tenant();
         let key = ctx.principal().subject.as_str();
-        let mut push = |scope: &str, parts: &[&str], limit: Option<u64>, amount: u64| {
+        let mut push = |label: &'static str, parts: &[&str], limit: Option<u64>, amount: u64| {
             if let Some(limit) = limit {
-                out.push(WindowCharge {
-                    key: StateKey::tenant(tenant, scope, parts),
-                    limit,
-                    window: MINUTE,
-                    amount,
-                });
+                let scope = if label.ends_with("tpm") { "tpm" } else { "rpm" };
+                out.push((
+                    WindowCharge {
+                        key: StateKey::tenant(tenant, scope, parts),
+                        limit,
+                        window: MINUTE,
+                        amount,
+                    },
+                    label,
+                ));
             }
         };
-        push("rpm", &[], self.limits.rpm, 1);
-        push("tpm", &[], self.limits.tpm, est_tokens);
-        push("rpm", &["key", key], self.key_limits.rpm, 1);
-        push("tpm", &["key", key], self.key_limits.tpm, est_tokens);
+        push("tenant_rpm", &[], self.limits.rpm, 1);
+        push("tenant_tpm", &[], self.limits.tpm, est_tokens);
+        push("key_rpm", &["key", key], self.key_limits.rpm, 1);
+        push("key_tpm", &["key", key], self.key_limits.tpm, est_tokens);
     }
 
     /// Budget lines for a call to `group`.
@@ -248,7 +253,8 @@ mod tests {
         let mut v = Vec::new();
         p.window_charges(&ctx, 42, &mut v);
         assert_eq!(v.len(), 3);
-        assert!(v.iter().all(|c| c.key.as_str().starts_with("t:acme:")));
-        assert_eq!(v[1].amount, 42);
+        assert!(v.iter().all(|(c, _)| c.key.as_str().starts_with("t:acme:")));
+        assert_eq!(v[1].0.amount, 42);
+        assert_eq!(v[1].1, "tenant_tpm");
     }
 }
