@@ -1,0 +1,414 @@
+//! Routing behaviour: strategies, context-window fallback, streaming rules, allow-lists, nesting,
+//! bulkheads, usage records, the response cache and the embedding router.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+#[path = "router_support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use support::*;
+use wattos_core::embedding::EmbeddingModel;
+use wattos_core::llm::{ChatModel, ChatRequest, Message};
+use wattos_core::{ErrorKind, TenantId};
+use wattos_llm::router::{
+    Deployment, EmbeddingRouter, ModelGroup, Price, Router, Strategy, TenantPolicy,
+};
+use wattos_llm::state::MemoryState;
+use wattos_llm::usage::{MemoryUsageSink, UsageOutcome};
+
+fn three(strategy: Strategy) -> (Router, Vec<Arc<FakeChat>>) {
+    let models: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| FakeChat::healthy(n))
+        .collect();
+    let router = Router::builder()
+        .deployment(
+            dep("a", &models[0])
+                .weight(1)
+                .price(Price::per_mtok(5.0, 15.0)),
+        )
+        .deployment(
+            dep("b", &models[1])
+                .weight(3)
+                .price(Price::per_mtok(0.5, 1.5)),
+        )
+        .deployment(
+            dep("c", &models[2])
+                .weight(0)
+                .price(Price::per_mtok(1.0, 2.0)),
+        )
+        .group(
+            ModelGroup::new("m")
+                .deployments(["a", "b", "c"])
+                .strategy(strategy),
+        )
+        .build()
+        .unwrap();
+    (router, models)
+}
+
+async fn run(router: &Router, n: usize) {
+    for _ in 0..n {
+        router.chat(&ctx("t"), req("m")).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn strategies_spread_as_documented() {
+    let (r, m) = three(Strategy::RoundRobin);
+    run(&r, 30).await;
+    assert_eq!((m[0].calls(), m[1].calls(), m[2].calls()), (10, 10, 10));
+
+    let (r, m) = three(Strategy::WeightedRandom);
+    run(&r, 400).await;
+    assert_eq!(
+        m[2].calls(),
+        0,
+        "weight 0 is never picked while others are eligible"
+    );
+    assert!(
+        m[1].calls() > 2 * m[0].calls(),
+        "{} vs {}",
+        m[1].calls(),
+        m[0].calls()
+    );
+
+    let (r, m) = three(Strategy::LowestCost);
+    run(&r, 5).await;
+    assert_eq!(m[1].calls(), 5);
+
+    let (r, m) = three(Strategy::Priority);
+    run(&r, 5).await;
+    assert_eq!(m[0].calls(), 5);
+
+    let (r, m) = three(Strategy::LowestLatency);
+    run(&r, 50).await;
+    assert!(
+        m.iter().all(|x| x.calls() >= 1),
+        "every deployment is measured once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lowest_latency_prefers_the_fast_deployment_and_least_in_flight_spreads() {
+    let fast = FakeChat::healthy("fast");
+    let slow = FakeChat::new("slow", Fault::SlowDrip(Duration::from_millis(100)));
+    let r = Router::builder()
+        .deployment(dep("fast", &fast))
+        .deployment(dep("slow", &slow))
+        .group(
+            ModelGroup::new("m")
+                .deployments(["slow", "fast"])
+                .strategy(Strategy::LowestLatency),
+        )
+        .build()
+        .unwrap();
+    run(&r, 40).await;
+    assert_eq!(slow.calls(), 1, "measured once, then avoided");
+
+    let x = FakeChat::new("x", Fault::SlowDrip(Duration::from_millis(100)));
+    let y = FakeChat::new("y", Fault::SlowDrip(Duration::from_millis(100)));
+    let r = Router::builder()
+        .deployment(dep("x", &x))
+        .deployment(dep("y", &y))
+        .group(
+            ModelGroup::new("m")
+                .deployments(["x", "y"])
+                .strategy(Strategy::LeastInFlight),
+        )
+        .build()
+        .unwrap();
+    let calls = (0..10).map(|_| {
+        let r = r.clone();
+        async move { r.chat(&ctx("t"), req("m")).await.unwrap() }
+    });
+    futures::future::join_all(calls).await;
+    assert_eq!((x.calls(), y.calls()), (5, 5));
+}
+
+#[tokio::test]
+async fn context_window_fallback_before_and_after_the_call() {
+    let small = FakeChat::healthy("small");
+    let large = FakeChat::healthy("large");
+    let r = Router::builder()
+        .deployment(dep("small", &small).context_window(200))
+        .deployment(dep("large", &large).context_window(100_000))
+        .group(
+            ModelGroup::new("small")
+                .deployment("small")
+                .context_fallbacks(["large"]),
+        )
+        .group(ModelGroup::new("large").deployment("large"))
+        .build()
+        .unwrap();
+    // Estimated too big for `small`: it is skipped without a call.
+    let big = ChatRequest::new("small", vec![Message::user("x".repeat(4000))]).with_max_tokens(10);
+    assert_eq!(
+        r.chat(&ctx("t"), big).await.unwrap().text(),
+        "hello from large"
+    );
+    assert_eq!(small.calls(), 0);
+    // The upstream itself says the prompt is too long: go to the larger group.
+    small.script([Fault::ContextTooLong]);
+    assert_eq!(
+        r.chat(&ctx("t"), req("small")).await.unwrap().text(),
+        "hello from large"
+    );
+    assert_eq!((small.calls(), large.calls()), (1, 2));
+    // Without a context fallback the error is returned as is, with no retry.
+    let lone = FakeChat::new("lone", Fault::ContextTooLong);
+    let r = Router::builder()
+        .deployment(dep("lone", &lone))
+        .group(ModelGroup::new("m").deployment("lone"))
+        .build()
+        .unwrap();
+    let err = r.chat(&ctx("t"), req("m")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ContextLengthExceeded);
+    assert_eq!(lone.calls(), 1);
+}
+
+#[tokio::test]
+async fn streams_never_fall_back_after_content() {
+    let a = FakeChat::new("a", Fault::BreakAfterText);
+    let b = FakeChat::healthy("b");
+    let sink = MemoryUsageSink::default();
+    let r = Router::builder()
+        .usage_sink(Arc::new(sink.clone()))
+        .deployment(dep("a", &a))
+        .deployment(dep("b", &b))
+        .group(ModelGroup::new("m").deployments(["a", "b"]))
+        .build()
+        .unwrap();
+    let (text, err) = collect(r.chat_stream(&ctx("t"), req("m")).await.unwrap()).await;
+    assert_eq!(text, "hello ");
+    assert_eq!(err.unwrap().kind(), ErrorKind::Upstream);
+    assert_eq!(b.calls(), 0);
+    let recs = sink.records();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        recs[0].outcome,
+        UsageOutcome::Error("upstream_error".into())
+    );
+    assert!(recs[0].streamed);
+}
+
+#[tokio::test]
+async fn dropped_stream_is_accounted_as_cancelled() {
+    let a = FakeChat::healthy("a");
+    let sink = MemoryUsageSink::default();
+    let r = Router::builder()
+        .usage_sink(Arc::new(sink.clone()))
+        .deployment(dep("a", &a))
+        .group(ModelGroup::new("m").deployment("a"))
+        .build()
+        .unwrap();
+    let mut s = r.chat_stream(&ctx("t"), req("m")).await.unwrap();
+    s.next().await.unwrap().unwrap();
+    drop(s);
+    for _ in 0..100 {
+        if !sink.records().is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(sink.records()[0].outcome, UsageOutcome::Cancelled);
+    assert_eq!(r.health().deployments[0].in_flight, 0);
+}
+
+#[tokio::test]
+async fn tenant_allow_list_and_unknown_models() {
+    let a = FakeChat::healthy("a");
+    let b = FakeChat::healthy("b");
+    let r = Router::builder()
+        .deployment(dep("a", &a))
+        .deployment(dep("b", &b))
+        .group(ModelGroup::new("cheap").alias("fast").deployment("a"))
+        .group(ModelGroup::new("premium").deployment("b"))
+        .tenant_policy(
+            TenantId::new("basic").unwrap(),
+            TenantPolicy::default().allow_models(["cheap"]),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        r.chat(&ctx("basic"), req("fast")).await.unwrap().text(),
+        "hello from a"
+    );
+    let err = r.chat(&ctx("basic"), req("premium")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        r.chat(&ctx("gold"), req("premium")).await.unwrap().text(),
+        "hello from b"
+    );
+    assert_eq!(
+        r.chat(&ctx("gold"), req("nope")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(b.calls(), 1);
+}
+
+#[tokio::test]
+async fn routers_nest() {
+    let a = FakeChat::new("a", Fault::ServerError);
+    let b = FakeChat::healthy("b");
+    let inner = Router::builder()
+        .name("inner")
+        .deployment(dep("a", &a))
+        .group(ModelGroup::new("inner-model").deployment("a"))
+        .build()
+        .unwrap();
+    let inner2 = Router::builder()
+        .name("inner2")
+        .deployment(dep("b", &b))
+        .group(ModelGroup::new("inner-model").deployment("b"))
+        .build()
+        .unwrap();
+    let outer = Router::builder()
+        .deployment(Deployment::chat("region-1", inner).upstream_model("inner-model"))
+        .deployment(Deployment::chat("region-2", inner2).upstream_model("inner-model"))
+        .group(ModelGroup::new("global").deployments(["region-1", "region-2"]))
+        .build()
+        .unwrap();
+    let resp = outer.chat(&ctx("t"), req("global")).await.unwrap();
+    assert_eq!(resp.text(), "hello from b");
+    assert_eq!(resp.model, "inner-model");
+}
+
+#[tokio::test]
+async fn bulkhead_skips_a_full_deployment() {
+    let a = FakeChat::new("a", Fault::SlowDrip(Duration::from_millis(50)));
+    let b = FakeChat::healthy("b");
+    let r = Router::builder()
+        .deployment(dep("a", &a).max_concurrent(1))
+        .deployment(dep("b", &b))
+        .group(ModelGroup::new("m").deployments(["a", "b"]))
+        .build()
+        .unwrap();
+    let c = ctx("t");
+    let (x, y) = tokio::join!(r.chat(&c, req("m")), r.chat(&c, req("m")));
+    let mut texts = vec![x.unwrap().text().to_owned(), y.unwrap().text().to_owned()];
+    texts.sort();
+    assert_eq!(texts, vec!["hello from a", "hello from b"]);
+}
+
+#[tokio::test]
+async fn usage_records_every_attempt_with_cost() {
+    let a = FakeChat::new("a", Fault::ServerError);
+    let b = FakeChat::healthy("b");
+    let sink = MemoryUsageSink::default();
+    let r = Router::builder()
+        .usage_sink(Arc::new(sink.clone()))
+        .deployment(dep("a", &a))
+        .deployment(
+            dep("b", &b)
+                .upstream_model("vendor-b")
+                .price(Price::per_mtok(1000.0, 2000.0)),
+        )
+        .group(ModelGroup::new("m").deployments(["a", "b"]))
+        .build()
+        .unwrap();
+    let ctx = ctx("acme");
+    let resp = r.chat(&ctx, req("m")).await.unwrap();
+    // 10 input tokens at $1000/M + 5 output at $2000/M = 0.02 USD
+    let cost = resp.cost.unwrap().total_usd();
+    assert!((cost - 0.02).abs() < 1e-12, "{cost}");
+    let recs = sink.records();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].deployment, "a");
+    assert_eq!(
+        recs[0].outcome,
+        UsageOutcome::Error("upstream_error".into())
+    );
+    assert_eq!(recs[0].cost_nanos, 0);
+    assert_eq!(recs[1].deployment, "b");
+    assert_eq!(recs[1].upstream_model, "vendor-b");
+    assert_eq!(recs[1].attempt, 2);
+    assert_eq!(recs[1].cost_nanos, 20_000_000);
+    assert_eq!(recs[1].usage.total_tokens(), 15);
+    assert_eq!(recs[1].request_id, ctx.request_id().to_string());
+    assert_eq!(sink.total_cost_nanos(ctx.tenant()), 20_000_000);
+}
+
+#[tokio::test]
+async fn response_cache_is_exact_and_tenant_scoped() {
+    let a = FakeChat::healthy("a");
+    let r = Router::builder()
+        .response_cache(Arc::new(MemoryState::new()), Duration::from_secs(60))
+        .deployment(dep("a", &a))
+        .group(ModelGroup::new("m").alias("alias").deployment("a"))
+        .build()
+        .unwrap();
+    r.chat(&ctx("t1"), req("m")).await.unwrap();
+    r.chat(&ctx("t1"), req("alias")).await.unwrap(); // same group, same request: hit
+    assert_eq!(a.calls(), 1);
+    let (text, _) = collect(r.chat_stream(&ctx("t1"), req("m")).await.unwrap()).await;
+    assert_eq!(text, "hello from a");
+    assert_eq!(a.calls(), 1, "streams replay cached answers");
+    r.chat(&ctx("t2"), req("m")).await.unwrap(); // other tenant: miss
+    assert_eq!(a.calls(), 2);
+    r.chat(&ctx("t1"), req("m").with_max_tokens(21))
+        .await
+        .unwrap(); // different request
+    assert_eq!(a.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn embedding_router_falls_back() {
+    let a = FakeEmbed::new("a", Fault::Hang);
+    let b = FakeEmbed::new("b", Fault::Ok);
+    let r = EmbeddingRouter::builder()
+        .attempt_timeout(Duration::from_secs(1))
+        .deployment(Deployment::from_arc(
+            "a",
+            a.clone() as Arc<dyn EmbeddingModel>,
+        ))
+        .deployment(Deployment::from_arc(
+            "b",
+            b.clone() as Arc<dyn EmbeddingModel>,
+        ))
+        .group(ModelGroup::new("embed").deployments(["a", "b"]))
+        .build()
+        .unwrap();
+    assert_eq!(r.dimensions(), 3);
+    let v = r.embed_one(&ctx("t"), "hello").await.unwrap();
+    assert_eq!(v, vec![1.0, 0.0, 0.0]);
+    assert_eq!(
+        (
+            a.calls.load(std::sync::atomic::Ordering::SeqCst),
+            b.calls.load(std::sync::atomic::Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn invalid_configurations_are_rejected() {
+    let a = FakeChat::healthy("a");
+    let cases = [
+        Router::builder().deployment(dep("a", &a)).build(),
+        Router::builder()
+            .deployment(dep("a", &a))
+            .group(ModelGroup::new("m").deployment("missing"))
+            .build(),
+        Router::builder()
+            .deployment(dep("a", &a))
+            .deployment(dep("a", &a))
+            .group(ModelGroup::new("m").deployment("a"))
+            .build(),
+        Router::builder()
+            .deployment(dep("a", &a))
+            .group(ModelGroup::new("m").deployment("a").fallbacks(["nope"]))
+            .build(),
+        Router::builder()
+            .deployment(dep("a", &a))
+            .group(ModelGroup::new("m").deployment("a"))
+            .group(ModelGroup::new("n").alias("m").deployment("a"))
+            .build(),
+    ];
+    for c in cases {
+        assert_eq!(c.unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+}
