@@ -83,9 +83,13 @@ fn events_per_second(c: &mut Criterion) {
     let ndjson = ollama_ndjson();
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.bench_function("sse_lf", |b| b.iter(|| black_box(parse_sse(&sse, 1024))));
-    g.bench_function("ndjson", |b| b.iter(|| black_box(parse_ndjson(&ndjson, 1024))));
+    g.bench_function("ndjson", |b| {
+        b.iter(|| black_box(parse_ndjson(&ndjson, 1024)))
+    });
     // Worst case: the network hands over 7 bytes at a time.
-    g.bench_function("sse_lf_7B_chunks", |b| b.iter(|| black_box(parse_sse(&sse, 7))));
+    g.bench_function("sse_lf_7B_chunks", |b| {
+        b.iter(|| black_box(parse_sse(&sse, 7)))
+    });
     g.finish();
 }
 

@@ -1,6 +1,9 @@
 //! HTTP plumbing shared by the remote providers: one pooled client, request headers (tracing,
 //! request id), deadlines, transport-error mapping and `Retry-After` parsing.
 
+// Shared by all remote providers; a build with only some of them leaves parts unused.
+#![cfg_attr(not(feature = "remote-all"), allow(dead_code))]
+
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -163,9 +166,16 @@ pub(crate) fn transport_error(provider: &str, e: reqwest::Error, timeout: Durati
     } else if e.is_connect() {
         Error::unavailable(format!("cannot connect to {provider}"))
     } else if e.is_body() || e.is_decode() {
-        Error::upstream(provider, None, true, "connection broke while reading the response")
+        Error::upstream(
+            provider,
+            None,
+            true,
+            "connection broke while reading the response",
+        )
     } else if e.is_request() {
-        Error::unavailable(format!("{provider} request failed before an answer arrived"))
+        Error::unavailable(format!(
+            "{provider} request failed before an answer arrived"
+        ))
     } else {
         Error::upstream(provider, None, true, "HTTP transport error")
     };

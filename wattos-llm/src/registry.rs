@@ -37,7 +37,9 @@ use wattos_core::{Error, Result};
 use crate::pricing::{ModelPrice, PriceTable, Pricing};
 use crate::provider::{HttpSettings, ProviderOptions};
 
-fn secret<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Secret<String>>, D::Error> {
+fn secret<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Secret<String>>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(Secret::new))
 }
 
@@ -233,8 +235,9 @@ impl ProvidersConfig {
     /// # Errors
     /// [`wattos_core::ErrorKind::InvalidInput`] naming the problem.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text)
-            .map_err(|e| Error::invalid_field("providers", format!("invalid providers config: {e}")))
+        toml::from_str(text).map_err(|e| {
+            Error::invalid_field("providers", format!("invalid providers config: {e}"))
+        })
     }
 }
 
@@ -276,8 +279,10 @@ impl BuildContext {
         mut self,
         vars: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        let map: HashMap<String, String> =
-            vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let map: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         let fallback = self.env.clone();
         self.env = Arc::new(move |k| map.get(k).cloned().or_else(|| fallback(k)));
         self
@@ -316,15 +321,22 @@ macro_rules! common {
     };
 }
 
-#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+#[cfg_attr(not(feature = "remote-all"), allow(dead_code))]
 impl Common<'_> {
-    fn options(&self, b: &BuildContext, default_price: Option<ModelPrice>) -> Result<ProviderOptions> {
+    fn options(
+        &self,
+        b: &BuildContext,
+        default_price: Option<ModelPrice>,
+    ) -> Result<ProviderOptions> {
         let mut http = HttpSettings::default();
         if let Some(t) = self.timeout {
             http.timeout = wattos_core::config::parse_duration(t)
                 .filter(|d| *d > Duration::ZERO)
                 .ok_or_else(|| {
-                    Error::invalid_field("timeout", "expected a duration such as \"30s\" or \"500ms\"")
+                    Error::invalid_field(
+                        "timeout",
+                        "expected a duration such as \"30s\" or \"500ms\"",
+                    )
                 })?;
         }
         http.headers = self
@@ -389,9 +401,9 @@ pub fn build_chat_model(cfg: &ProviderConfig) -> Result<Arc<dyn ChatModel>> {
 pub fn build_chat_model_with(cfg: &ProviderConfig, b: &BuildContext) -> Result<Arc<dyn ChatModel>> {
     match cfg {
         #[cfg(feature = "openai")]
-        ProviderConfig::Openai(s) | ProviderConfig::OpenaiCompatible(s) => {
-            Ok(Arc::new(crate::provider::openai::OpenAiChat::new(openai_config(cfg, s, b)?)?))
-        }
+        ProviderConfig::Openai(s) | ProviderConfig::OpenaiCompatible(s) => Ok(Arc::new(
+            crate::provider::openai::OpenAiChat::new(openai_config(cfg, s, b)?)?,
+        )),
         #[cfg(feature = "azure")]
         ProviderConfig::Azure(s) => Ok(Arc::new(crate::provider::openai::OpenAiChat::azure(
             azure_config(s, b)?,
@@ -533,7 +545,10 @@ fn openai_config(
         OpenAiConfig::compatible(url, c.key(b, None))
     } else {
         let mut o = OpenAiConfig::new(c.required_key(b, "OPENAI_API_KEY")?);
-        o.base_url = s.base_url.clone().unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
+        o.base_url = s
+            .base_url
+            .clone()
+            .unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
         o
     };
     o.organization = s.organization.clone();
@@ -624,7 +639,14 @@ mod tests {
         let kinds: Vec<_> = p.providers.values().map(ProviderConfig::kind).collect();
         assert_eq!(
             kinds,
-            ["openai", "azure", "anthropic", "gemini", "ollama", "openai_compatible"]
+            [
+                "openai",
+                "azure",
+                "anthropic",
+                "gemini",
+                "ollama",
+                "openai_compatible"
+            ]
         );
         // The key never shows up in Debug output.
         assert!(!format!("{p:?}").contains("sk-1"));

@@ -201,10 +201,8 @@ impl SseParser {
                 self.has_data = true;
             }
             b"event" => self.event = Some(utf8(value)?.to_owned()),
-            b"id" => {
-                if memchr::memchr(0, value).is_none() {
-                    self.id = Some(utf8(value)?.to_owned());
-                }
+            b"id" if memchr::memchr(0, value).is_none() => {
+                self.id = Some(utf8(value)?.to_owned());
             }
             b"retry" => {
                 if let Ok(ms) = utf8(value)?.parse() {
@@ -400,7 +398,11 @@ mod tests {
             }
             assert_eq!(
                 lines,
-                vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec(), b"{\"a\":3}".to_vec()],
+                vec![
+                    b"{\"a\":1}".to_vec(),
+                    b"{\"a\":2}".to_vec(),
+                    b"{\"a\":3}".to_vec()
+                ],
                 "chunk size {size}"
             );
         }

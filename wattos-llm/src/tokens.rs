@@ -132,10 +132,7 @@ mod exact {
         pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
             let path = path.as_ref();
             let tokenizer = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-                Error::invalid_field(
-                    "tokenizer",
-                    format!("cannot load {}: {e}", path.display()),
-                )
+                Error::invalid_field("tokenizer", format!("cannot load {}: {e}", path.display()))
             })?;
             Ok(Self { tokenizer })
         }

@@ -1,5 +1,7 @@
 //! Anthropic: headers, system field, content blocks, tool_use / tool_result, SSE events.
 
+#![allow(clippy::unwrap_used)]
+
 use futures::StreamExt;
 use serde_json::json;
 use wattos_core::llm::{
@@ -34,12 +36,24 @@ async fn request_shape_with_tool_results() {
             Message::Assistant {
                 content: Some("Checking.".into()),
                 tool_calls: vec![
-                    ToolCall { id: "toolu_1".into(), name: "get_weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
-                    ToolCall { id: "toolu_2".into(), name: "get_weather".into(), arguments: r#"{"city":"Rome"}"#.into() },
+                    ToolCall {
+                        id: "toolu_1".into(),
+                        name: "get_weather".into(),
+                        arguments: r#"{"city":"Paris"}"#.into(),
+                    },
+                    ToolCall {
+                        id: "toolu_2".into(),
+                        name: "get_weather".into(),
+                        arguments: r#"{"city":"Rome"}"#.into(),
+                    },
                 ],
             },
             Message::tool_result("toolu_1", "18C"),
-            Message::Tool { tool_call_id: "toolu_2".into(), content: "service down".into(), is_error: true },
+            Message::Tool {
+                tool_call_id: "toolu_2".into(),
+                content: "service down".into(),
+                is_error: true,
+            },
         ],
     )
     .with_tool(weather_tool())
@@ -61,16 +75,31 @@ async fn request_shape_with_tool_results() {
     assert_eq!(b["stop_sequences"], json!(["###"]));
     assert_eq!(b["top_k"], 5);
     assert!(b.get("seed").is_none());
-    assert_eq!(b["tools"][0], json!({"name": "get_weather", "description": "Current weather for a city",
-        "input_schema": weather_tool().parameters}));
+    assert_eq!(
+        b["tools"][0],
+        json!({"name": "get_weather", "description": "Current weather for a city",
+        "input_schema": weather_tool().parameters})
+    );
     let msgs = b["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 3, "both tool results merge into one user turn");
-    assert_eq!(msgs[0], json!({"role": "user", "content": "Weather in Paris and Rome?"}));
-    assert_eq!(msgs[1]["content"][0], json!({"type": "text", "text": "Checking."}));
-    assert_eq!(msgs[1]["content"][1], json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}));
-    assert_eq!(msgs[2], json!({"role": "user", "content": [
+    assert_eq!(
+        msgs[0],
+        json!({"role": "user", "content": "Weather in Paris and Rome?"})
+    );
+    assert_eq!(
+        msgs[1]["content"][0],
+        json!({"type": "text", "text": "Checking."})
+    );
+    assert_eq!(
+        msgs[1]["content"][1],
+        json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
+    assert_eq!(
+        msgs[2],
+        json!({"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
-        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "service down", "is_error": true}]}));
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "service down", "is_error": true}]})
+    );
 }
 
 #[tokio::test]
@@ -83,10 +112,20 @@ async fn documented_response_with_cache_usage() {
         "usage": {"input_tokens": 12, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000, "output_tokens": 6},
         "container": null, "future_field": {"x": 1}
     })});
-    let r = model(&server).chat(&ctx(), ChatRequest::new("", vec![Message::user("hi")])).await.unwrap();
+    let r = model(&server)
+        .chat(&ctx(), ChatRequest::new("", vec![Message::user("hi")]))
+        .await
+        .unwrap();
     assert_eq!(r.id, "msg_01XFDUDYJgAACzvnptvVoYEL");
     assert_eq!(r.finish_reason, FinishReason::Length);
-    assert_eq!((r.usage.input_tokens, r.usage.cached_input_tokens, r.usage.output_tokens), (2112, 2000, 6));
+    assert_eq!(
+        (
+            r.usage.input_tokens,
+            r.usage.cached_input_tokens,
+            r.usage.output_tokens
+        ),
+        (2112, 2000, 6)
+    );
     assert_eq!(r.provider_fields["future_field"], json!({"x": 1}));
     assert!(r.cost.unwrap().cached_input_usd > 0.0);
 }
@@ -110,10 +149,13 @@ async fn documented_sse_stream_with_tool_use() {
     ];
     server.push_reply(MockReply::Stream {
         content_type: "text/event-stream".into(),
-        frames: frames.iter().map(|f| {
-            let t: serde_json::Value = serde_json::from_str(f).unwrap();
-            format!("event: {}\ndata: {f}\n\n", t["type"].as_str().unwrap())
-        }).collect(),
+        frames: frames
+            .iter()
+            .map(|f| {
+                let t: serde_json::Value = serde_json::from_str(f).unwrap();
+                format!("event: {}\ndata: {f}\n\n", t["type"].as_str().unwrap())
+            })
+            .collect(),
     });
     let req = ChatRequest::new("", vec![Message::user("weather in SF?")]).with_tool(weather_tool());
     let mut acc = wattos_core::llm::StreamAccumulator::new("x");
@@ -124,7 +166,10 @@ async fn documented_sse_stream_with_tool_use() {
     let r = acc.finish().unwrap();
     assert_eq!(r.text(), "Okay, let me check");
     assert_eq!(r.tool_calls[0].id, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
-    assert_eq!(r.tool_calls[0].parse_arguments().unwrap(), json!({"location": "San Francisco, CA"}));
+    assert_eq!(
+        r.tool_calls[0].parse_arguments().unwrap(),
+        json!({"location": "San Francisco, CA"})
+    );
     assert_eq!(r.finish_reason, FinishReason::ToolCalls);
     assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (472, 89));
     assert_eq!(server.last_request().unwrap().body["stream"], true);
@@ -135,14 +180,35 @@ async fn json_schema_uses_a_forced_tool_and_returns_text() {
     let server = MockServer::anthropic().await;
     let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
     let mut req = ChatRequest::new("", vec![Message::user("where?")]);
-    req.response_format = Some(ResponseFormat::JsonSchema { name: "answer".into(), schema, strict: None });
+    req.response_format = Some(ResponseFormat::JsonSchema {
+        name: "answer".into(),
+        schema,
+        strict: None,
+    });
     let r = model(&server).chat(&ctx(), req.clone()).await.unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(r.text()).unwrap(), json!({"city": "Paris"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(r.text()).unwrap(),
+        json!({"city": "Paris"})
+    );
     assert_eq!(r.finish_reason, FinishReason::Stop);
     assert!(r.tool_calls.is_empty());
-    assert_eq!(server.last_request().unwrap().body["tool_choice"], json!({"type": "tool", "name": "answer"}));
+    assert_eq!(
+        server.last_request().unwrap().body["tool_choice"],
+        json!({"type": "tool", "name": "answer"})
+    );
     // Streaming gives the same text.
-    let items: Vec<_> = model(&server).chat_stream(&ctx(), req).await.unwrap().collect().await;
-    let text: String = items.iter().filter_map(|i| match i { Ok(ChatDelta::Text { text }) => Some(text.clone()), _ => None }).collect();
+    let items: Vec<_> = model(&server)
+        .chat_stream(&ctx(), req)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let text: String = items
+        .iter()
+        .filter_map(|i| match i {
+            Ok(ChatDelta::Text { text }) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(text, r.text());
 }

@@ -1,5 +1,7 @@
 //! Azure OpenAI: deployment URLs, api-version, api-key header, OpenAI body without `model`.
 
+#![allow(clippy::unwrap_used)]
+
 use serde_json::json;
 use wattos_core::embedding::EmbeddingModel;
 use wattos_core::llm::{ChatModel, ChatRequest, Message};
@@ -21,7 +23,10 @@ async fn deployment_url_and_api_key_header() {
     let model = OpenAiChat::azure(cfg).unwrap();
     assert_eq!(model.name(), "azure_openai/gpt4o-prod");
     let r = model
-        .chat(&ctx(), ChatRequest::new("gpt-4o", vec![Message::user("hi")]).with_max_tokens(5))
+        .chat(
+            &ctx(),
+            ChatRequest::new("gpt-4o", vec![Message::user("hi")]).with_max_tokens(5),
+        )
         .await
         .unwrap();
     assert_eq!(r.text(), "Echo: hi");
@@ -30,7 +35,10 @@ async fn deployment_url_and_api_key_header() {
     assert_eq!(sent.query_param("api-version"), Some("2025-01-01-preview"));
     assert_eq!(sent.header("api-key"), Some("azure-key"));
     assert!(sent.header("authorization").is_none());
-    assert!(sent.body.get("model").is_none(), "the deployment picks the model");
+    assert!(
+        sent.body.get("model").is_none(),
+        "the deployment picks the model"
+    );
     assert_eq!(sent.body["max_completion_tokens"], 5);
 }
 
@@ -43,7 +51,10 @@ async fn embeddings_use_their_own_deployment() {
     assert_eq!(v.len(), 4);
     let sent = server.last_request().unwrap();
     assert_eq!(sent.path, "/openai/deployments/emb-prod/embeddings");
-    assert_eq!(sent.body, json!({"input": ["hello"], "encoding_format": "float", "dimensions": 4}));
+    assert_eq!(
+        sent.body,
+        json!({"input": ["hello"], "encoding_format": "float", "dimensions": 4})
+    );
 }
 
 #[tokio::test]
@@ -56,7 +67,13 @@ async fn bad_deployment_names_are_rejected_and_content_filter_maps() {
             "type": null, "param": "prompt", "code": "content_filter", "status": 400}}),
     ));
     let model = OpenAiChat::azure(AzureConfig::new(server.url(), "d", "k")).unwrap();
-    let e = model.chat(&ctx(), ChatRequest::new("", vec![Message::user("x")])).await.unwrap_err();
+    let e = model
+        .chat(&ctx(), ChatRequest::new("", vec![Message::user("x")]))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert_eq!(e.upstream_details().and_then(|u| u.code.as_deref()), Some("content_filter"));
+    assert_eq!(
+        e.upstream_details().and_then(|u| u.code.as_deref()),
+        Some("content_filter")
+    );
 }

@@ -1,5 +1,7 @@
 //! The generic conformance suite, run over every remote provider implementation.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use wattos_core::embedding::EmbeddingModel;

@@ -2,6 +2,8 @@
 //! all its forms, context-length errors, timeouts, refused and dropped connections, and failures in
 //! the middle of a stream.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,10 +36,16 @@ fn req() -> ChatRequest {
 fn model_at(vendor: Vendor, base_url: String) -> Arc<dyn ChatModel> {
     match vendor {
         Vendor::OpenAi => Arc::new(
-            OpenAiChat::new(OpenAiConfig::new("k").with_base_url(base_url).with_model("gpt-4o"))
-                .unwrap(),
+            OpenAiChat::new(
+                OpenAiConfig::new("k")
+                    .with_base_url(base_url)
+                    .with_model("gpt-4o"),
+            )
+            .unwrap(),
         ),
-        Vendor::Azure => Arc::new(OpenAiChat::azure(AzureConfig::new(base_url, "dep", "k")).unwrap()),
+        Vendor::Azure => {
+            Arc::new(OpenAiChat::azure(AzureConfig::new(base_url, "dep", "k")).unwrap())
+        }
         Vendor::Anthropic => Arc::new(
             AnthropicChat::new(
                 AnthropicConfig::new("k")
@@ -99,7 +107,11 @@ async fn context_length_errors_are_recognised_per_vendor() {
         let (status, body) = context_length_error(vendor);
         server.push_fault(Fault::status_with_body(status, body));
         let e = model.chat(&ctx(), req()).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded, "{vendor:?}: {e:?}");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::ContextLengthExceeded,
+            "{vendor:?}: {e:?}"
+        );
         assert!(!e.is_retryable());
     }
 }
@@ -112,13 +124,19 @@ async fn retry_after_in_seconds_dates_and_milliseconds() {
         let e = model.chat(&ctx(), req()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)), "{vendor:?}");
-        assert!(e.is_dependency_failure(), "provider 429s count for breakers");
+        assert!(
+            e.is_dependency_failure(),
+            "provider 429s count for breakers"
+        );
 
         let at = SystemTime::now() + Duration::from_secs(120);
         server.push_fault(Fault::rate_limited(httpdate::fmt_http_date(at)));
         let e = model.chat(&ctx(), req()).await.unwrap_err();
         let ra = e.retry_after().unwrap();
-        assert!(ra > Duration::from_secs(100) && ra <= Duration::from_secs(120), "{ra:?}");
+        assert!(
+            ra > Duration::from_secs(100) && ra <= Duration::from_secs(120),
+            "{ra:?}"
+        );
     }
     let (server, model) = setup(Vendor::OpenAi).await;
     server.push_fault(Fault::Status {
@@ -160,7 +178,10 @@ async fn anthropic_overloaded_529_is_retryable_upstream() {
     assert_eq!(e.kind(), ErrorKind::Upstream);
     assert!(e.is_retryable() && e.is_dependency_failure());
     let up = e.upstream_details().unwrap();
-    assert_eq!((up.status, up.code.as_deref()), (Some(529), Some("overloaded_error")));
+    assert_eq!(
+        (up.status, up.code.as_deref()),
+        (Some(529), Some("overloaded_error"))
+    );
 }
 
 #[tokio::test]
@@ -178,7 +199,10 @@ async fn deadline_bounds_the_call() {
     // An expired deadline fails without a call.
     let (server, model) = setup(Vendor::OpenAi).await;
     let past = ctx().with_deadline(std::time::Instant::now() - Duration::from_millis(1));
-    assert_eq!(model.chat(&past, req()).await.unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(
+        model.chat(&past, req()).await.unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
     assert!(server.requests().is_empty());
 }
 
@@ -192,7 +216,11 @@ async fn deadline_during_a_slow_stream_is_an_error_item() {
         let last = items.last().unwrap();
         let e = last.as_ref().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout, "{vendor:?}: {e:?}");
-        assert!(!items.iter().any(|i| matches!(i, Ok(ChatDelta::Finish { .. }))));
+        assert!(
+            !items
+                .iter()
+                .any(|i| matches!(i, Ok(ChatDelta::Finish { .. })))
+        );
     }
 }
 
@@ -200,7 +228,12 @@ async fn deadline_during_a_slow_stream_is_an_error_item() {
 async fn slow_drip_still_completes_within_deadline() {
     let (server, model) = setup(Vendor::Anthropic).await;
     server.push_fault(Fault::Drip(Duration::from_millis(5)));
-    let items: Vec<_> = model.chat_stream(&ctx(), req()).await.unwrap().collect().await;
+    let items: Vec<_> = model
+        .chat_stream(&ctx(), req())
+        .await
+        .unwrap()
+        .collect()
+        .await;
     assert!(matches!(items.last(), Some(Ok(ChatDelta::Finish { .. }))));
 }
 
@@ -235,8 +268,18 @@ async fn dropped_connection_is_a_retryable_dependency_failure() {
 async fn vendor_error_events_mid_stream_keep_their_class() {
     let (server, model) = setup(Vendor::Anthropic).await;
     server.push_fault(Fault::StreamErrorAfter(5));
-    let items: Vec<_> = model.chat_stream(&ctx(), req()).await.unwrap().collect().await;
-    assert!(items.iter().any(|i| matches!(i, Ok(ChatDelta::Text { .. }))), "partial text first");
+    let items: Vec<_> = model
+        .chat_stream(&ctx(), req())
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, Ok(ChatDelta::Text { .. }))),
+        "partial text first"
+    );
     let e = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(
         e.upstream_details().and_then(|u| u.code.as_deref()),
@@ -246,7 +289,12 @@ async fn vendor_error_events_mid_stream_keep_their_class() {
 
     let (server, model) = setup(Vendor::Gemini).await;
     server.push_fault(Fault::StreamErrorAfter(1));
-    let items: Vec<_> = model.chat_stream(&ctx(), req()).await.unwrap().collect().await;
+    let items: Vec<_> = model
+        .chat_stream(&ctx(), req())
+        .await
+        .unwrap()
+        .collect()
+        .await;
     let e = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(e.upstream_details().and_then(|u| u.status), Some(503));
 }

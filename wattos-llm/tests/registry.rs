@@ -1,5 +1,7 @@
 //! Switching providers is configuration only: the same code runs against every kind.
 
+#![allow(clippy::unwrap_used)]
+
 use wattos_core::llm::{ChatRequest, Message};
 use wattos_core::{ErrorKind, RequestContext, TenantId};
 use wattos_llm::registry::{
@@ -49,13 +51,18 @@ async fn same_code_every_provider_by_config() {
         let cfg = ProviderConfig::from_toml(&config_for(&server)).unwrap();
         let model = build_chat_model_with(&cfg, &build).unwrap();
         let answer = model
-            .chat(&ctx(), ChatRequest::new("any-alias", vec![Message::user("hello")]))
+            .chat(
+                &ctx(),
+                ChatRequest::new("any-alias", vec![Message::user("hello")]),
+            )
             .await
             .unwrap_or_else(|e| panic!("{vendor:?}: {e:?}"));
         assert_eq!(answer.text(), "Echo: hello", "{vendor:?}");
         // Every provider with a known price reports the cost (Ollama is free, Azure's mock model
         // is gpt-4o-mini).
-        let cost = answer.cost.unwrap_or_else(|| panic!("{vendor:?}: cost missing"));
+        let cost = answer
+            .cost
+            .unwrap_or_else(|| panic!("{vendor:?}: cost missing"));
         if vendor == Vendor::Ollama {
             assert_eq!(cost.total_usd(), 0.0);
         } else {
@@ -84,10 +91,7 @@ fn missing_key_and_bad_settings_are_typed_errors() {
     let e = build_chat_model_with(&cfg, &empty).err().unwrap();
     assert_eq!(e.field(), Some("base_url"));
 
-    let cfg = ProviderConfig::from_toml(
-        "kind = \"ollama\"\ntimeout = \"soon\"",
-    )
-    .unwrap();
+    let cfg = ProviderConfig::from_toml("kind = \"ollama\"\ntimeout = \"soon\"").unwrap();
     assert_eq!(
         build_chat_model_with(&cfg, &empty).err().unwrap().field(),
         Some("timeout")

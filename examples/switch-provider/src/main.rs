@@ -24,7 +24,8 @@ use wattos_llm::testing::{MockServer, Vendor};
 /// The application: one question, answered in full and then streamed.
 async fn ask(model: Arc<dyn ChatModel>) -> Result<(), Box<dyn Error>> {
     let ctx = RequestContext::system(TenantId::new("example")?);
-    let req = ChatRequest::new("default", vec![Message::user("What is WattOS?")]).with_max_tokens(64);
+    let req =
+        ChatRequest::new("default", vec![Message::user("What is WattOS?")]).with_max_tokens(64);
     let answer = model.chat(&ctx, req.clone()).await?;
     println!("[{}] {}", model.name(), answer.text());
     println!(
@@ -84,7 +85,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             "GEMINI_API_KEY",
         ]
         .map(|k| (k, "mock-key"));
-        (text, BuildContext::from_env().with_env_map(keys), Some(mock))
+        (
+            text,
+            BuildContext::from_env().with_env_map(keys),
+            Some(mock),
+        )
     };
     let providers = toml_probe(&text)?;
     let cfg = &providers.providers[&name];

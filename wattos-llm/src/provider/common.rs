@@ -1,6 +1,6 @@
 //! Pieces every provider shares: options, model selection, `extra` merging, cost.
 
-#![cfg_attr(not(feature = "remote"), allow(dead_code))]
+#![cfg_attr(not(feature = "remote-all"), allow(dead_code))]
 
 use serde_json::{Map, Value};
 use wattos_core::llm::ChatResponse;
@@ -126,9 +126,18 @@ mod tests {
 
     #[test]
     fn extra_merges_deeply() {
-        let mut body = json!({"a": 1, "cfg": {"x": 1, "y": 2}}).as_object().cloned().unwrap_or_default();
-        let extra = json!({"cfg": {"y": 3, "z": 4}, "b": true}).as_object().cloned().unwrap_or_default();
+        let mut body = json!({"a": 1, "cfg": {"x": 1, "y": 2}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let extra = json!({"cfg": {"y": 3, "z": 4}, "b": true})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         merge_extra(&mut body, &extra);
-        assert_eq!(Value::Object(body), json!({"a": 1, "b": true, "cfg": {"x": 1, "y": 3, "z": 4}}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"a": 1, "b": true, "cfg": {"x": 1, "y": 3, "z": 4}})
+        );
     }
 }

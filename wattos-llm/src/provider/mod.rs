@@ -36,4 +36,3 @@ pub fn openai_known_dimensions(model: &str) -> Option<usize> {
         _ => return None,
     })
 }
-

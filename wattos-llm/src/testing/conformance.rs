@@ -95,10 +95,20 @@ async fn text_answer(model: &dyn ChatModel, name: &str) {
         .await
         .unwrap_or_else(|e| panic!("[{name}] text answer failed: {e:?}"));
     assert_eq!(r.text(), "Echo: ping", "[{name}] text answer");
-    assert_eq!(r.finish_reason, FinishReason::Stop, "[{name}] finish reason");
+    assert_eq!(
+        r.finish_reason,
+        FinishReason::Stop,
+        "[{name}] finish reason"
+    );
     assert!(r.tool_calls.is_empty(), "[{name}] no tool calls expected");
-    assert!(r.usage.input_tokens > 0, "[{name}] usage.input_tokens missing");
-    assert!(r.usage.output_tokens > 0, "[{name}] usage.output_tokens missing");
+    assert!(
+        r.usage.input_tokens > 0,
+        "[{name}] usage.input_tokens missing"
+    );
+    assert!(
+        r.usage.output_tokens > 0,
+        "[{name}] usage.output_tokens missing"
+    );
     assert!(!r.id.is_empty() && !r.model.is_empty(), "[{name}] id/model");
 }
 
@@ -106,7 +116,11 @@ fn same_answer(name: &str, what: &str, a: &ChatResponse, b: &ChatResponse) {
     assert_eq!(a.content, b.content, "[{name}] {what}: content");
     assert_eq!(a.finish_reason, b.finish_reason, "[{name}] {what}: finish");
     assert_eq!(a.usage, b.usage, "[{name}] {what}: usage");
-    assert_eq!(a.tool_calls.len(), b.tool_calls.len(), "[{name}] {what}: calls");
+    assert_eq!(
+        a.tool_calls.len(),
+        b.tool_calls.len(),
+        "[{name}] {what}: calls"
+    );
     for (x, y) in a.tool_calls.iter().zip(&b.tool_calls) {
         assert_eq!(x.id, y.id, "[{name}] {what}: call id");
         assert_eq!(x.name, y.name, "[{name}] {what}: call name");
@@ -166,7 +180,10 @@ async fn tool_round_trip(model: &dyn ChatModel, name: &str) {
         .await
         .unwrap_or_else(|e| panic!("[{name}] tool call failed: {e:?}"));
     assert_eq!(r.finish_reason, FinishReason::ToolCalls, "[{name}] finish");
-    let call = r.tool_calls.first().unwrap_or_else(|| panic!("[{name}] no tool call"));
+    let call = r
+        .tool_calls
+        .first()
+        .unwrap_or_else(|| panic!("[{name}] no tool call"));
     assert_eq!(call.name, "get_weather", "[{name}] tool name");
     assert_eq!(
         call.parse_arguments().unwrap(),
@@ -237,13 +254,17 @@ async fn broken_streams(server: &MockServer, model: &dyn ChatModel, name: &str) 
         let items = collect_stream(model, &ctx(), req("a reply long enough to be cut"))
             .await
             .unwrap_or_else(|e| panic!("[{name}] {fault:?}: stream should start: {e:?}"));
-        let last = items.last().unwrap_or_else(|| panic!("[{name}] {fault:?}: no items"));
+        let last = items
+            .last()
+            .unwrap_or_else(|| panic!("[{name}] {fault:?}: no items"));
         let err = match last {
             Err(e) => e,
             Ok(d) => panic!("[{name}] {fault:?}: must end with an error item, ended with {d:?}"),
         };
         assert!(
-            !items.iter().any(|i| matches!(i, Ok(ChatDelta::Finish { .. }))),
+            !items
+                .iter()
+                .any(|i| matches!(i, Ok(ChatDelta::Finish { .. }))),
             "[{name}] {fault:?}: no Finish may precede the error"
         );
         assert_eq!(
@@ -278,9 +299,15 @@ where
         e.vectors.iter().all(|v| v.len() == model.dimensions()),
         "[{name}] vector size"
     );
-    assert_ne!(e.vectors[0], e.vectors[1], "[{name}] different inputs differ");
+    assert_ne!(
+        e.vectors[0], e.vectors[1],
+        "[{name}] different inputs differ"
+    );
     let again = model.embed_one(&ctx(), "alpha").await.unwrap();
-    assert_eq!(again, e.vectors[0], "[{name}] deterministic and order-preserving");
+    assert_eq!(
+        again, e.vectors[0],
+        "[{name}] deterministic and order-preserving"
+    );
     let bad = make(&server, "wrong-key");
     let err = bad.embed_all(&ctx(), &inputs).await.expect_err("401");
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "[{name}] 401");

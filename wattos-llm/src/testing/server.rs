@@ -411,25 +411,22 @@ fn stream_response(
         Some(Fault::BreakStreamAfter(n)) => break_after = Some(n),
         _ => {}
     }
-    let stream = futures::stream::unfold(
-        (frames.into_iter(), 0usize),
-        move |(mut it, n)| {
-            let killer = killer.clone();
-            async move {
-                if break_after.is_some_and(|b| n >= b) {
-                    // Let the frames already written reach the client, then cut the connection.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    killer.notify_one();
-                    std::future::pending::<()>().await;
-                }
-                let frame = it.next()?;
-                if let Some(d) = drip {
-                    tokio::time::sleep(d).await;
-                }
-                Some((Ok::<_, Infallible>(Bytes::from(frame)), (it, n + 1)))
+    let stream = futures::stream::unfold((frames.into_iter(), 0usize), move |(mut it, n)| {
+        let killer = killer.clone();
+        async move {
+            if break_after.is_some_and(|b| n >= b) {
+                // Let the frames already written reach the client, then cut the connection.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                killer.notify_one();
+                std::future::pending::<()>().await;
             }
-        },
-    );
+            let frame = it.next()?;
+            if let Some(d) = drip {
+                tokio::time::sleep(d).await;
+            }
+            Some((Ok::<_, Infallible>(Bytes::from(frame)), (it, n + 1)))
+        }
+    });
     let mut resp = Response::new(Body::from_stream(stream));
     if let Ok(v) = HeaderValue::from_str(content_type) {
         resp.headers_mut()

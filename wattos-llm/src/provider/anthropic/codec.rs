@@ -55,7 +55,8 @@ pub(crate) fn chat_body(
                 content,
                 is_error,
             } => {
-                let mut block = json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content});
+                let mut block =
+                    json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content});
                 if *is_error {
                     block["is_error"] = true.into();
                 }
@@ -72,7 +73,9 @@ pub(crate) fn chat_body(
     let mut tools: Vec<Value> = req
         .tools
         .iter()
-        .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+        .map(
+            |t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}),
+        )
         .collect();
     match &req.response_format {
         Some(ResponseFormat::JsonSchema { name, schema, .. }) => {
@@ -202,7 +205,10 @@ impl WireUsage {
             &mut self.cache_creation_input_tokens,
             other.cache_creation_input_tokens,
         );
-        pick(&mut self.cache_read_input_tokens, other.cache_read_input_tokens);
+        pick(
+            &mut self.cache_read_input_tokens,
+            other.cache_read_input_tokens,
+        );
     }
 
     /// Anthropic's `input_tokens` excludes cache reads and writes; ours includes them.
@@ -241,8 +247,8 @@ pub(crate) fn parse_response(
     json_tool: Option<&str>,
     body: &[u8],
 ) -> Result<ChatResponse> {
-    let r: MessageResponse = serde_json::from_slice(body)
-        .map_err(|e| crate::http::invalid_response(provider, &e))?;
+    let r: MessageResponse =
+        serde_json::from_slice(body).map_err(|e| crate::http::invalid_response(provider, &e))?;
     let mut text: Option<String> = None;
     let mut tool_calls = Vec::new();
     let mut other = Vec::new();

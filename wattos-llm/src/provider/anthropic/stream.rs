@@ -92,7 +92,12 @@ impl AnthropicDecoder {
     }
 
     fn bad(&self, what: &str) -> Error {
-        Error::upstream(self.provider, None, true, format!("invalid stream event: {what}"))
+        Error::upstream(
+            self.provider,
+            None,
+            true,
+            format!("invalid stream event: {what}"),
+        )
     }
 }
 

@@ -143,7 +143,8 @@ fn user_part(p: &ContentPart) -> Value {
             }
             ImageSource::Url { url } => {
                 // `data:` URLs go inline; others as file references.
-                if let Some((meta, data)) = url.strip_prefix("data:").and_then(|r| r.split_once(','))
+                if let Some((meta, data)) =
+                    url.strip_prefix("data:").and_then(|r| r.split_once(','))
                 {
                     let mime = meta.trim_end_matches(";base64");
                     json!({"inlineData": {"mimeType": mime, "data": data}})
@@ -175,8 +176,9 @@ pub(crate) fn finish_reason(s: &str, has_calls: bool) -> FinishReason {
         "STOP" if has_calls => FinishReason::ToolCalls,
         "STOP" => FinishReason::Stop,
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-        | "IMAGE_SAFETY" => FinishReason::ContentFilter,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            FinishReason::ContentFilter
+        }
         other => FinishReason::Other(other.to_ascii_lowercase()),
     }
 }
@@ -253,8 +255,7 @@ pub(crate) fn chunk_deltas(
     out: &mut Vec<ChatDelta>,
 ) -> ChunkOutput {
     let blocked = r.candidates.is_empty()
-        && r
-            .prompt_feedback
+        && r.prompt_feedback
             .as_ref()
             .is_some_and(|f| f.get("blockReason").is_some());
     let Some(cand) = r.candidates.first() else {
@@ -272,7 +273,11 @@ pub(crate) fn chunk_deltas(
                 out.push(ChatDelta::Text { text: t.to_owned() });
             }
         } else if let Some(fc) = part.get("functionCall") {
-            let name = fc.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            let name = fc
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             let args = fc.get("args").cloned().unwrap_or_else(|| json!({}));
             let id = fc
                 .get("id")

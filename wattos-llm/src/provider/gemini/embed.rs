@@ -61,12 +61,14 @@ impl GeminiEmbeddings {
         task_type: Option<String>,
     ) -> Result<Self> {
         let model = model.into();
-        let resolved = dimensions.or_else(|| known_dimensions(&model)).ok_or_else(|| {
-            Error::invalid_field(
-                "embedding_dimensions",
-                format!("unknown vector size for model '{model}'; set it in the configuration"),
-            )
-        })?;
+        let resolved = dimensions
+            .or_else(|| known_dimensions(&model))
+            .ok_or_else(|| {
+                Error::invalid_field(
+                    "embedding_dimensions",
+                    format!("unknown vector size for model '{model}'; set it in the configuration"),
+                )
+            })?;
         Ok(Self {
             http: cfg.client()?,
             base_url: cfg.base_url.clone(),
@@ -85,7 +87,8 @@ impl GeminiEmbeddings {
 
     fn request(&self, text: &str) -> serde_json::Value {
         let model = self.model.strip_prefix("models/").unwrap_or(&self.model);
-        let mut r = json!({"model": format!("models/{model}"), "content": {"parts": [{"text": text}]}});
+        let mut r =
+            json!({"model": format!("models/{model}"), "content": {"parts": [{"text": text}]}});
         if let Some(t) = &self.task_type {
             r["taskType"] = t.clone().into();
         }
@@ -120,7 +123,8 @@ impl EmbeddingModel for GeminiEmbeddings {
             vec![r.embedding.values]
         } else {
             let url = method_url(&self.base_url, &self.model, "batchEmbedContents");
-            let body = json!({"requests": inputs.iter().map(|t| self.request(t)).collect::<Vec<_>>()});
+            let body =
+                json!({"requests": inputs.iter().map(|t| self.request(t)).collect::<Vec<_>>()});
             let r: Batch = self
                 .http
                 .post_for_json(ctx, &url, &body, error::map_error)
@@ -140,7 +144,10 @@ impl EmbeddingModel for GeminiEmbeddings {
                 PROVIDER,
                 None,
                 false,
-                format!("vector size differs from the configured {}", self.dimensions),
+                format!(
+                    "vector size differs from the configured {}",
+                    self.dimensions
+                ),
             ));
         }
         // Gemini's embedding responses carry no token counts.

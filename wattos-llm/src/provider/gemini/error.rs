@@ -88,8 +88,6 @@ pub(crate) fn map_stream_error(provider: &'static str, wire: WireError) -> Error
         body: bytes::Bytes::new(),
     };
     let context = wire.is_context_overflow();
-    let message = wire
-        .message
-        .unwrap_or_else(|| "error in stream".to_owned());
+    let message = wire.message.unwrap_or_else(|| "error in stream".to_owned());
     classify(provider, &resp, wire.status, message, context)
 }

@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wattos_core::config::Secret;
 use wattos_core::llm::{
-    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason,
-    StreamAccumulator,
+    Capabilities, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, StreamAccumulator,
 };
 use wattos_core::{Error, RequestContext, Result};
 

@@ -38,7 +38,12 @@ impl Decoder for GeminiDecoder {
             return Ok(Flow::Continue);
         };
         let chunk: GenerateResponse = serde_json::from_str(&ev.data).map_err(|e| {
-            Error::upstream(self.provider, None, true, format!("invalid stream chunk: {e}"))
+            Error::upstream(
+                self.provider,
+                None,
+                true,
+                format!("invalid stream chunk: {e}"),
+            )
         })?;
         if let Some(err) = chunk.error {
             return Err(map_stream_error(self.provider, err));

@@ -30,12 +30,14 @@ pub(crate) fn chat_body(
                 for (j, p) in content.iter().enumerate() {
                     match p {
                         ContentPart::Text { text: t } => text.push_str(t),
-                        ContentPart::Image { source, .. } => images.push(image(source).ok_or_else(|| {
-                            Error::invalid_field(
-                                format!("messages[{i}].content[{j}]"),
-                                "Ollama takes inline base64 images only, not URLs",
-                            )
-                        })?),
+                        ContentPart::Image { source, .. } => {
+                            images.push(image(source).ok_or_else(|| {
+                                Error::invalid_field(
+                                    format!("messages[{i}].content[{j}]"),
+                                    "Ollama takes inline base64 images only, not URLs",
+                                )
+                            })?)
+                        }
                     }
                 }
                 let mut v = json!({"role": "user", "content": text});
@@ -48,7 +50,8 @@ pub(crate) fn chat_body(
                 content,
                 tool_calls,
             } => {
-                let mut v = json!({"role": "assistant", "content": content.clone().unwrap_or_default()});
+                let mut v =
+                    json!({"role": "assistant", "content": content.clone().unwrap_or_default()});
                 if !tool_calls.is_empty() {
                     let mut calls = Vec::new();
                     for c in tool_calls {

@@ -12,7 +12,9 @@ struct Envelope {
 
 fn is_context_overflow(m: &str) -> bool {
     let m = m.to_ascii_lowercase();
-    m.contains("context length") || m.contains("exceeds the context") || m.contains("context window")
+    m.contains("context length")
+        || m.contains("exceeds the context")
+        || m.contains("context window")
 }
 
 /// Maps an HTTP error answer.

@@ -197,7 +197,11 @@ impl OllamaEmbeddings {
     ///
     /// # Errors
     /// [`wattos_core::ErrorKind::InvalidInput`] when the dimensions are unknown.
-    pub fn new(cfg: OllamaConfig, model: impl Into<String>, dimensions: Option<usize>) -> Result<Self> {
+    pub fn new(
+        cfg: OllamaConfig,
+        model: impl Into<String>,
+        dimensions: Option<usize>,
+    ) -> Result<Self> {
         let model = model.into();
         let base = model.split(':').next().unwrap_or(&model);
         let dimensions = dimensions

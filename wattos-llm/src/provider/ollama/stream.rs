@@ -32,7 +32,12 @@ impl Decoder for OllamaDecoder {
             return Ok(Flow::Continue);
         };
         let mut l: ChatLine = serde_json::from_slice(line).map_err(|e| {
-            Error::upstream(self.provider, None, true, format!("invalid stream line: {e}"))
+            Error::upstream(
+                self.provider,
+                None,
+                true,
+                format!("invalid stream line: {e}"),
+            )
         })?;
         if let Some(e) = l.error.take() {
             return Err(map_stream_error(self.provider, e));

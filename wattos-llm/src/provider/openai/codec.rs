@@ -61,7 +61,9 @@ pub(crate) fn chat_body(
                 ToolChoice::Auto => "auto".into(),
                 ToolChoice::None => "none".into(),
                 ToolChoice::Required => "required".into(),
-                ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
+                ToolChoice::Tool { name } => {
+                    json!({"type": "function", "function": {"name": name}})
+                }
             },
         );
     }
@@ -279,8 +281,8 @@ pub(crate) fn parse_response(
     requested_model: &str,
     body: &[u8],
 ) -> Result<ChatResponse> {
-    let c: Completion = serde_json::from_slice(body)
-        .map_err(|e| crate::http::invalid_response(provider, &e))?;
+    let c: Completion =
+        serde_json::from_slice(body).map_err(|e| crate::http::invalid_response(provider, &e))?;
     let choice = c.choices.into_iter().next().ok_or_else(|| {
         Error::upstream(provider, None, false, "response has no choices")
             .with_upstream(provider, None)
@@ -352,7 +354,13 @@ mod tests {
         });
         req.extra.insert("logprobs".into(), true.into());
         let b = Value::Object(
-            chat_body(&req, Some("gpt-4o"), MaxTokensField::MaxCompletionTokens, true).unwrap(),
+            chat_body(
+                &req,
+                Some("gpt-4o"),
+                MaxTokensField::MaxCompletionTokens,
+                true,
+            )
+            .unwrap(),
         );
         assert_eq!(b["temperature"], json!(0.2));
         assert_eq!(b["max_completion_tokens"], 10);

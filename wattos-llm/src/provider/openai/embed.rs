@@ -53,13 +53,24 @@ impl OpenAiEmbeddings {
     ///
     /// # Errors
     /// [`wattos_core::ErrorKind::InvalidInput`] when the dimensions are unknown.
-    pub fn new(cfg: OpenAiConfig, model: impl Into<String>, dimensions: Option<usize>) -> Result<Self> {
+    pub fn new(
+        cfg: OpenAiConfig,
+        model: impl Into<String>,
+        dimensions: Option<usize>,
+    ) -> Result<Self> {
         let label = provider_label(&cfg);
         let http = HttpClient::new(label, &cfg.options.http, openai_headers(&cfg))?;
         let dialect = Dialect::OpenAi {
             base_url: cfg.base_url,
         };
-        Self::from_parts(http, dialect, model.into(), dimensions, cfg.options.pricing, cfg.options.name)
+        Self::from_parts(
+            http,
+            dialect,
+            model.into(),
+            dimensions,
+            cfg.options.pricing,
+            cfg.options.name,
+        )
     }
 
     pub(crate) fn from_parts(
@@ -70,12 +81,14 @@ impl OpenAiEmbeddings {
         pricing: Pricing,
         name: Option<String>,
     ) -> Result<Self> {
-        let resolved = dimensions.or_else(|| known_dimensions(&model)).ok_or_else(|| {
-            Error::invalid_field(
-                "embedding_dimensions",
-                format!("unknown vector size for model '{model}'; set it in the configuration"),
-            )
-        })?;
+        let resolved = dimensions
+            .or_else(|| known_dimensions(&model))
+            .ok_or_else(|| {
+                Error::invalid_field(
+                    "embedding_dimensions",
+                    format!("unknown vector size for model '{model}'; set it in the configuration"),
+                )
+            })?;
         Ok(Self {
             name: name.unwrap_or_else(|| format!("{}/{model}", http.provider())),
             send_dimensions: dimensions.is_some() && model.starts_with("text-embedding-3"),
@@ -114,7 +127,12 @@ impl EmbeddingModel for OpenAiEmbeddings {
         }
         let resp: Response = self
             .http
-            .post_for_json(ctx, &self.dialect.url("embeddings"), &body, error::map_error)
+            .post_for_json(
+                ctx,
+                &self.dialect.url("embeddings"),
+                &body,
+                error::map_error,
+            )
             .await?;
         let mut data = resp.data;
         data.sort_by_key(|d| d.index);

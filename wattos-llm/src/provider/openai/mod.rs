@@ -237,7 +237,12 @@ impl ChatModel for OpenAiChat {
         let provider = self.http.provider();
         let resp = self
             .http
-            .post_json(ctx, &self.dialect.url("chat/completions"), &body, error::map_error)
+            .post_json(
+                ctx,
+                &self.dialect.url("chat/completions"),
+                &body,
+                error::map_error,
+            )
             .await?;
         let bytes = resp
             .bytes()
@@ -252,7 +257,12 @@ impl ChatModel for OpenAiChat {
         let provider = self.http.provider();
         let resp = self
             .http
-            .post_json(ctx, &self.dialect.url("chat/completions"), &body, error::map_error)
+            .post_json(
+                ctx,
+                &self.dialect.url("chat/completions"),
+                &body,
+                error::map_error,
+            )
             .await?;
         Ok(decode(
             provider,

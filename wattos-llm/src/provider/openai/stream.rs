@@ -113,7 +113,12 @@ impl Decoder for OpenAiDecoder {
             return Err(map_stream_error(self.provider, &wire));
         }
         let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
-            Error::upstream(self.provider, None, true, format!("invalid stream chunk: {e}"))
+            Error::upstream(
+                self.provider,
+                None,
+                true,
+                format!("invalid stream chunk: {e}"),
+            )
         })?;
         if let Some(err) = chunk.error {
             return Err(map_stream_error(self.provider, &err));
@@ -187,12 +192,20 @@ mod tests {
         let whole: Vec<_> = whole.into_iter().map(|r| r.unwrap()).collect();
         assert_eq!(whole.len(), 4);
         assert_eq!(whole[1], ChatDelta::Text { text: "Hi".into() });
-        assert!(matches!(whole[3], ChatDelta::Finish { reason: FinishReason::Stop }));
+        assert!(matches!(
+            whole[3],
+            ChatDelta::Finish {
+                reason: FinishReason::Stop
+            }
+        ));
         for split in 1..DOC_STREAM.len() {
             let (a, b) = DOC_STREAM.as_bytes().split_at(split);
             let got: Vec<_> = decode_bytes(
                 "openai",
-                vec![bytes::Bytes::copy_from_slice(a), bytes::Bytes::copy_from_slice(b)],
+                vec![
+                    bytes::Bytes::copy_from_slice(a),
+                    bytes::Bytes::copy_from_slice(b),
+                ],
                 Framing::sse(),
                 OpenAiDecoder::new("openai", "m".into()),
             )

@@ -7,12 +7,24 @@ use crate::testing::server::{MockReply, RecordedRequest};
 
 pub(super) fn error_body(status: u16) -> Value {
     let (kind, message) = match status {
-        400 => ("invalid_request_error", "messages: at least one message is required"),
+        400 => (
+            "invalid_request_error",
+            "messages: at least one message is required",
+        ),
         401 => ("authentication_error", "invalid x-api-key"),
-        403 => ("permission_error", "Your API key does not have permission to use the specified resource."),
+        403 => (
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+        ),
         404 => ("not_found_error", "model: claude-nope"),
-        413 => ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
-        429 => ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+        413 => (
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+        429 => (
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+        ),
         529 => ("overloaded_error", "Overloaded"),
         _ => ("api_error", "Internal server error"),
     };
@@ -43,7 +55,10 @@ fn scenario(body: &Value) -> Scenario {
         });
     let system = body["system"].as_str().unwrap_or("");
     Scenario {
-        model: body["model"].as_str().unwrap_or("claude-sonnet-4-20250514").to_owned(),
+        model: body["model"]
+            .as_str()
+            .unwrap_or("claude-sonnet-4-20250514")
+            .to_owned(),
         last_user_text: messages
             .iter()
             .rev()
@@ -61,10 +76,19 @@ fn scenario(body: &Value) -> Scenario {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|t| (t["name"].as_str().unwrap_or("").to_owned(), t["input_schema"].clone()))
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap_or("").to_owned(),
+                    t["input_schema"].clone(),
+                )
+            })
             .collect(),
-        forced_tool: (body["tool_choice"]["type"] == "tool")
-            .then(|| body["tool_choice"]["name"].as_str().unwrap_or("").to_owned()),
+        forced_tool: (body["tool_choice"]["type"] == "tool").then(|| {
+            body["tool_choice"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        }),
         wants_json: system.contains("JSON object"),
         json_schema: None,
         prompt_tokens: prompt_tokens(&body["messages"]),
@@ -99,7 +123,11 @@ pub(super) fn reply(req: &RecordedRequest) -> MockReply {
         Answer::Calls(_) if s.forced_tool.is_none() => Some("I'll use the tools.".to_owned()),
         Answer::Calls(_) => None,
     };
-    let stop = if calls.is_empty() { "end_turn" } else { "tool_use" };
+    let stop = if calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
     if req.body["stream"] != true {
         let mut content = Vec::new();
         if let Some(t) = &text {

@@ -2,17 +2,34 @@
 
 use serde_json::{Value, json};
 
-use super::{Answer, Scenario, Vendor, embedding, fragments, not_found, output_tokens, prompt_tokens};
+use super::{
+    Answer, Scenario, Vendor, embedding, fragments, not_found, output_tokens, prompt_tokens,
+};
 use crate::testing::server::{MockReply, RecordedRequest};
 
 pub(super) fn error_body(status: u16) -> Value {
     let (message, st) = match status {
         400 => ("Invalid JSON payload received.", "INVALID_ARGUMENT"),
-        401 => ("API key not valid. Please pass a valid API key.", "UNAUTHENTICATED"),
-        403 => ("Permission denied on resource project mock.", "PERMISSION_DENIED"),
-        404 => ("models/gemini-nope is not found for API version v1beta, or is not supported for generateContent.", "NOT_FOUND"),
-        429 => ("Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"),
-        503 => ("The model is overloaded. Please try again later.", "UNAVAILABLE"),
+        401 => (
+            "API key not valid. Please pass a valid API key.",
+            "UNAUTHENTICATED",
+        ),
+        403 => (
+            "Permission denied on resource project mock.",
+            "PERMISSION_DENIED",
+        ),
+        404 => (
+            "models/gemini-nope is not found for API version v1beta, or is not supported for generateContent.",
+            "NOT_FOUND",
+        ),
+        429 => (
+            "Resource has been exhausted (e.g. check quota).",
+            "RESOURCE_EXHAUSTED",
+        ),
+        503 => (
+            "The model is overloaded. Please try again later.",
+            "UNAVAILABLE",
+        ),
         _ => ("An internal error has occurred.", "INTERNAL"),
     };
     let mut body = json!({"error": {"code": status, "message": message, "status": st}});
@@ -53,11 +70,25 @@ fn scenario(body: &Value, model: &str) -> Scenario {
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|t| t["functionDeclarations"].as_array().cloned().unwrap_or_default())
-            .map(|d| (d["name"].as_str().unwrap_or("").to_owned(), d["parameters"].clone()))
+            .flat_map(|t| {
+                t["functionDeclarations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap_or("").to_owned(),
+                    d["parameters"].clone(),
+                )
+            })
             .collect(),
         forced_tool: (calling["mode"] == "ANY")
-            .then(|| calling["allowedFunctionNames"][0].as_str().map(str::to_owned))
+            .then(|| {
+                calling["allowedFunctionNames"][0]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .flatten(),
         wants_json: generation["responseMimeType"] == "application/json",
         json_schema: generation
@@ -77,8 +108,12 @@ pub(super) fn reply(req: &RecordedRequest, dims: usize) -> MockReply {
     };
     match method {
         "embedContent" => {
-            let text = req.body["content"]["parts"][0]["text"].as_str().unwrap_or("");
-            let d = req.body["outputDimensionality"].as_u64().map_or(dims, |d| d as usize);
+            let text = req.body["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap_or("");
+            let d = req.body["outputDimensionality"]
+                .as_u64()
+                .map_or(dims, |d| d as usize);
             return MockReply::Json {
                 status: 200,
                 body: json!({"embedding": {"values": embedding(text, d)}}),
@@ -90,7 +125,9 @@ pub(super) fn reply(req: &RecordedRequest, dims: usize) -> MockReply {
                 .iter()
                 .map(|r| {
                     let text = r["content"]["parts"][0]["text"].as_str().unwrap_or("");
-                    let d = r["outputDimensionality"].as_u64().map_or(dims, |d| d as usize);
+                    let d = r["outputDimensionality"]
+                        .as_u64()
+                        .map_or(dims, |d| d as usize);
                     json!({"values": embedding(text, d)})
                 })
                 .collect();
@@ -135,7 +172,8 @@ pub(super) fn reply(req: &RecordedRequest, dims: usize) -> MockReply {
         };
     }
     let frame = |v: Value| format!("data: {v}\r\n\r\n");
-    let partial_usage = json!({"promptTokenCount": s.prompt_tokens, "totalTokenCount": s.prompt_tokens});
+    let partial_usage =
+        json!({"promptTokenCount": s.prompt_tokens, "totalTokenCount": s.prompt_tokens});
     let mut frames = Vec::new();
     match &answer {
         Answer::Text(t) => {
@@ -153,9 +191,11 @@ pub(super) fn reply(req: &RecordedRequest, dims: usize) -> MockReply {
             }
         }
         Answer::Calls(c) => {
-            frames.push(frame(json!({"candidates": [{"content": {"parts": call_parts(c), "role": "model"},
+            frames.push(frame(
+                json!({"candidates": [{"content": {"parts": call_parts(c), "role": "model"},
                 "finishReason": "STOP"}], "usageMetadata": usage, "modelVersion": model,
-                "responseId": "mockResp01"})));
+                "responseId": "mockResp01"}),
+            ));
         }
     }
     MockReply::Stream {

@@ -133,7 +133,12 @@ pub(crate) fn embedding(text: &str, dims: usize) -> Vec<f32> {
             ((h >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
         })
         .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }

@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::{Answer, Scenario, Vendor, embedding, fragments, not_found, output_tokens, prompt_tokens};
+use super::{
+    Answer, Scenario, Vendor, embedding, fragments, not_found, output_tokens, prompt_tokens,
+};
 use crate::testing::server::{MockReply, RecordedRequest};
 
 pub(super) fn error_body(status: u16) -> Value {
@@ -57,7 +59,10 @@ pub(super) fn reply(req: &RecordedRequest, dims: usize) -> MockReply {
         "/api/embed" => {
             let inputs: Vec<String> = match &req.body["input"] {
                 Value::String(s) => vec![s.clone()],
-                Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
                 _ => Vec::new(),
             };
             let tokens: u64 = inputs.iter().map(|i| i.len() as u64 / 4 + 1).sum();

@@ -115,7 +115,12 @@ pub(super) fn reply(vendor: Vendor, req: &RecordedRequest, dims: usize) -> MockR
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
     });
     if req.body["stream"] == true {
-        stream(&s, &answer, usage, req.body["stream_options"]["include_usage"] == true)
+        stream(
+            &s,
+            &answer,
+            usage,
+            req.body["stream_options"]["include_usage"] == true,
+        )
     } else {
         let (message, finish) = match &answer {
             Answer::Text(t) => (
@@ -182,9 +187,11 @@ fn stream(s: &Scenario, answer: &Answer, usage: Value, include_usage: bool) -> M
     };
     frames.push(chunk(json!({}), finish.into()));
     if include_usage {
-        frames.push(sse(&json!({"id": "chatcmpl-mock123", "object": "chat.completion.chunk",
+        frames.push(sse(
+            &json!({"id": "chatcmpl-mock123", "object": "chat.completion.chunk",
             "created": 1_741_569_952, "model": s.model, "system_fingerprint": "fp_mock",
-            "choices": [], "usage": usage})));
+            "choices": [], "usage": usage}),
+        ));
     }
     frames.push("data: [DONE]\n\n".to_owned());
     MockReply::Stream {
@@ -196,7 +203,10 @@ fn stream(s: &Scenario, answer: &Answer, usage: Value, include_usage: bool) -> M
 fn embeddings(req: &RecordedRequest, dims: usize) -> MockReply {
     let inputs: Vec<String> = match &req.body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let dims = req.body["dimensions"].as_u64().map_or(dims, |d| d as usize);
