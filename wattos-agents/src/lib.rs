@@ -8,9 +8,11 @@
 //! Every node, tool and memory call receives the caller's [`wattos_core::RequestContext`]; checkpoints
 //! and memories are keyed by its tenant.
 
+pub mod agent;
 pub mod checkpoint;
 mod error;
 pub mod graph;
+pub mod memory;
 mod state;
 
 pub use error::GraphError;
