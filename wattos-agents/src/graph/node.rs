@@ -70,6 +70,16 @@ impl<S: State> From<&str> for Routes<S> {
         Self(vec![Route::to(r)])
     }
 }
+impl<S: State> From<Vec<&str>> for Routes<S> {
+    fn from(r: Vec<&str>) -> Self {
+        Self(r.into_iter().map(Route::to).collect())
+    }
+}
+impl<S: State, const N: usize> From<[&str; N]> for Routes<S> {
+    fn from(r: [&str; N]) -> Self {
+        Self(r.into_iter().map(Route::to).collect())
+    }
+}
 impl<S: State> From<String> for Routes<S> {
     fn from(r: String) -> Self {
         Self(vec![Route::to(r)])
