@@ -17,7 +17,7 @@ mod state;
 
 pub use error::GraphError;
 pub use graph::{
-    CheckpointInfo, Command, CompileOptions, CompiledGraph, END, Event, EventStream, Interrupt,
+    CheckpointInfo, Command, CompileOptions, Durability, CompiledGraph, END, Event, EventStream, Interrupt,
     InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route, Routes, RunConfig, RunOutcome,
     RunStatus, START, StateGraph, StateSnapshot, Subgraph,
 };

@@ -96,3 +96,28 @@ async fn postgres_conformance_and_run() {
     PostgresCheckpointer::connect_with_schema(&pg_url(), "wattos_agents_test").await.unwrap();
     assert!(PostgresCheckpointer::connect_with_schema(&pg_url(), "Bad;Name").await.is_err());
 }
+
+#[tokio::test]
+async fn async_durability_stores_every_checkpoint_in_order() {
+    for cp in [
+        Arc::new(PostgresCheckpointer::connect_with(&pg_url(), "wattos_agents_test", false).await.unwrap()) as Arc<dyn Checkpointer>,
+        Arc::new(InMemoryCheckpointer::new()),
+    ] {
+        let g = StateGraph::<Counter>::new()
+            .add_node("inc", |_s: Arc<Counter>, _c: NodeContext| async move { Ok(NodeOutput::update(CounterUpdate::default().n(1))) })
+            .add_edge(START, "inc")
+            .add_conditional_edges("inc", |s: &Counter| if s.n < 50 { "inc" } else { END }, ["inc", END])
+            .compile(CompileOptions::new().with_checkpointer(cp.clone()).with_durability(wattos_agents::Durability::Async))
+            .unwrap();
+        let ctx = RequestContext::system(TenantId::new("tenant-x").unwrap());
+        let thread = ThreadId::new(unique("async")).unwrap();
+        let out = g.invoke(&ctx, &RunConfig::thread(thread.clone()), CounterUpdate::default()).await.unwrap();
+        assert_eq!(out.state.n, 50);
+        // Everything is stored when invoke returns, in step order.
+        let history = g.history(&ctx, &thread, 100).await.unwrap();
+        assert_eq!(history.len(), 51);
+        assert!(history.windows(2).all(|w| w[0].step == w[1].step + 1 && w[0].parent == Some(w[1].id)));
+        assert_eq!(g.get_state(&ctx, &thread).await.unwrap().unwrap().state.n, 50);
+        cp.delete_thread(&ctx, &thread).await.unwrap();
+    }
+}

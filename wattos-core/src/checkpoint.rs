@@ -258,6 +258,18 @@ pub trait Checkpointer: Send + Sync {
     /// Storage failures ([`crate::ErrorKind::Unavailable`] when the backend cannot be reached).
     async fn put(&self, ctx: &RequestContext, checkpoint: Checkpoint) -> Result<()>;
 
+    /// Stores several checkpoints in order (one round trip / transaction where the backend allows).
+    /// The default calls [`Checkpointer::put`] for each.
+    ///
+    /// # Errors
+    /// Storage failures; on error, a prefix of the batch may have been stored.
+    async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
+        for c in checkpoints {
+            self.put(ctx, c).await?;
+        }
+        Ok(())
+    }
+
     /// Appends pending writes to a stored checkpoint.
     ///
     /// # Errors
@@ -314,6 +326,9 @@ pub trait Checkpointer: Send + Sync {
 impl<T: Checkpointer + ?Sized> Checkpointer for Arc<T> {
     async fn put(&self, ctx: &RequestContext, checkpoint: Checkpoint) -> Result<()> {
         (**self).put(ctx, checkpoint).await
+    }
+    async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
+        (**self).put_batch(ctx, checkpoints).await
     }
     async fn put_writes(
         &self,

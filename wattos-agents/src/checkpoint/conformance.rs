@@ -37,8 +37,7 @@ pub async fn check(cp: &dyn Checkpointer, thread: &str) -> Result<()> {
     first.metadata.insert("k".into(), "v".into());
     let mut second = Checkpoint::new(t.clone(), Some(first.id), 1, StateBlob::Delta(b"[]".to_vec()));
     second.next = vec![];
-    cp.put(&a, first.clone()).await?;
-    cp.put(&a, second.clone()).await?;
+    cp.put_batch(&a, vec![first.clone(), second.clone()]).await?;
     // A fork written last is the latest even with a lower step.
     let fork = Checkpoint::new(t.clone(), Some(first.id), 0, StateBlob::Full(b"{}".to_vec()));
     cp.put(&a, fork.clone()).await?;

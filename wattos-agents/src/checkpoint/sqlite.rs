@@ -94,9 +94,8 @@ impl SqliteCheckpointer {
     }
 }
 
-#[async_trait]
-impl Checkpointer for SqliteCheckpointer {
-    async fn put(&self, ctx: &RequestContext, c: Checkpoint) -> Result<()> {
+impl SqliteCheckpointer {
+    async fn insert(&self, conn: &mut sqlx::SqliteConnection, ctx: &RequestContext, c: Checkpoint) -> Result<()> {
         let body = encode_body(&c)?;
         let full = c.state.is_full();
         let state = match c.state {
@@ -115,10 +114,26 @@ impl Checkpointer for SqliteCheckpointer {
         .bind(full)
         .bind(state)
         .bind(body)
-        .execute(&self.pool)
+        .execute(conn)
         .await
         .map_err(db_err("put"))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Checkpointer for SqliteCheckpointer {
+    async fn put(&self, ctx: &RequestContext, c: Checkpoint) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(db_err("put"))?;
+        self.insert(&mut conn, ctx, c).await
+    }
+
+    async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err("put_batch"))?;
+        for c in checkpoints {
+            self.insert(&mut tx, ctx, c).await?;
+        }
+        tx.commit().await.map_err(db_err("put_batch"))
     }
 
     async fn put_writes(

@@ -38,6 +38,21 @@ pub struct CompileOptions {
     pub(crate) interrupt_after: Vec<String>,
     pub(crate) step_limit: u32,
     pub(crate) full_snapshot_every: u32,
+    pub(crate) durability: Durability,
+}
+
+/// When checkpoints reach the checkpointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Each step waits for its checkpoint to be stored before the next step starts: after a crash,
+    /// no completed step runs again. The default.
+    #[default]
+    Sync,
+    /// Checkpoints are handed to a background writer that stores them in order, batching those that
+    /// queue up (one round trip for many steps); the run waits for the writer only before it returns
+    /// (finished, interrupted or failed). Much lower per-step overhead; after a crash, the steps whose
+    /// checkpoints were still queued run again.
+    Async,
 }
 
 impl Default for CompileOptions {
@@ -48,6 +63,7 @@ impl Default for CompileOptions {
             interrupt_after: Vec::new(),
             step_limit: 100,
             full_snapshot_every: 16,
+            durability: Durability::Sync,
         }
     }
 }
@@ -60,6 +76,7 @@ impl std::fmt::Debug for CompileOptions {
             .field("interrupt_after", &self.interrupt_after)
             .field("step_limit", &self.step_limit)
             .field("full_snapshot_every", &self.full_snapshot_every)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -96,6 +113,13 @@ impl CompileOptions {
     #[must_use]
     pub fn with_step_limit(mut self, limit: u32) -> Self {
         self.step_limit = limit.max(1);
+        self
+    }
+
+    /// When checkpoints are stored (see [`Durability`]).
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 

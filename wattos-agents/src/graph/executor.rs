@@ -14,6 +14,7 @@ use wattos_core::checkpoint::{
 };
 use wattos_core::{Error, RequestContext, Result};
 
+use super::builder::Durability;
 use super::compiled::{CompiledGraph, Event, GraphInner, RunConfig, RunOutcome, RunStatus, Sink};
 use super::node::{
     Command, END, EventSink, Interrupt, InterruptKind, NodeContext, NodeOutput, Route, TaskEnv,
@@ -220,7 +221,59 @@ pub(crate) fn pending_interrupts(writes: &[PendingWrite]) -> Result<Vec<Interrup
     Ok(pending)
 }
 
+/// Stores checkpoints in the background, in order, batching what queues up ([`Durability::Async`]).
+struct Writer {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Checkpoint>>,
+    handle: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Writer {
+    fn spawn(cp: Arc<dyn Checkpointer>, ctx: RequestContext) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Checkpoint>();
+        let handle = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                cp.put_batch(&ctx, batch).await?;
+            }
+            Ok(())
+        });
+        Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&mut self, c: Checkpoint) -> Result<()> {
+        match &self.tx {
+            Some(tx) if tx.send(c).is_ok() => Ok(()),
+            _ => Err(Error::unavailable("checkpoint writer stopped")),
+        }
+    }
+
+    /// Waits until everything sent is stored; later sends start a new writer.
+    async fn flush(&mut self) -> Result<()> {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h
+                .await
+                .map_err(|e| Error::internal(format!("checkpoint writer panicked: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A dropped run (cancelled stream) still lets queued checkpoints reach storage.
+        self.tx = None;
+    }
+}
+
 struct Run<'a, S: State> {
+    writer: Option<Writer>,
     g: &'a GraphInner<S>,
     ctx: &'a RequestContext,
     persist: Option<(&'a Arc<dyn Checkpointer>, ThreadId)>,
@@ -255,6 +308,7 @@ pub(crate) async fn run<S: State>(
         _ => None,
     };
     let mut run = Run {
+        writer: None,
         g,
         ctx,
         persist,
@@ -294,7 +348,11 @@ pub(crate) async fn run<S: State>(
             }
         }
     }
-    run.run_loop().await
+    let result = run.run_loop().await;
+    let flushed = run.flush().await;
+    let outcome = result?;
+    flushed?;
+    Ok(outcome)
 }
 
 impl<S: State> Run<'_, S> {
@@ -435,7 +493,7 @@ impl<S: State> Run<'_, S> {
         delta: Option<Vec<S::Update>>,
         metadata: serde_json::Map<String, Value>,
     ) -> Result<()> {
-        let Some((cp, thread)) = &self.persist else {
+        let Some((cp, thread)) = self.persist.clone() else {
             return Ok(());
         };
         let use_delta = delta.is_some()
@@ -457,13 +515,29 @@ impl<S: State> Run<'_, S> {
         c.metadata = metadata;
         let id = c.id;
         let step = c.step;
-        cp.put(self.ctx, c).await?;
+        if self.g.options.durability == Durability::Async && source == CheckpointSource::Loop {
+            let ctx = self.ctx.clone();
+            self.writer
+                .get_or_insert_with(|| Writer::spawn(cp.clone(), ctx))
+                .send(c)?;
+        } else {
+            self.flush().await?;
+            cp.put(self.ctx, c).await?;
+        }
         self.checkpoint = Some(id);
         self.emit(|| Event::Checkpoint { step, id });
         Ok(())
     }
 
-    async fn write(&self, writes: Vec<PendingWrite>) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
+        match self.writer.take() {
+            Some(mut w) => w.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn write(&mut self, writes: Vec<PendingWrite>) -> Result<()> {
+        self.flush().await?;
         if let (Some((cp, thread)), Some(id)) = (&self.persist, self.checkpoint) {
             cp.put_writes(self.ctx, thread, id, writes).await?;
         }

@@ -6,7 +6,7 @@ mod executor;
 mod node;
 mod subgraph;
 
-pub use builder::{CompileOptions, StateGraph};
+pub use builder::{CompileOptions, Durability, StateGraph};
 pub use compiled::{
     CheckpointInfo, CompiledGraph, Event, EventStream, RunConfig, RunOutcome, RunStatus,
     StateSnapshot,
