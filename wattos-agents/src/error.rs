@@ -11,7 +11,9 @@ pub enum GraphError {
     #[error("invalid graph: {}", .0.join("; "))]
     Invalid(Vec<String>),
     /// A run took more supersteps than allowed (a cycle that does not end).
-    #[error("step limit of {limit} reached without finishing; raise it with RunConfig::with_step_limit if the cycle is intended")]
+    #[error(
+        "step limit of {limit} reached without finishing; raise it with RunConfig::with_step_limit if the cycle is intended"
+    )]
     StepLimit {
         /// The limit.
         limit: u32,

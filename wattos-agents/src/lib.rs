@@ -17,9 +17,9 @@ mod state;
 
 pub use error::GraphError;
 pub use graph::{
-    CheckpointInfo, Command, CompileOptions, Durability, CompiledGraph, END, Event, EventStream, Interrupt,
-    InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route, Routes, RunConfig, RunOutcome,
-    RunStatus, START, StateGraph, StateSnapshot, Subgraph,
+    CheckpointInfo, Command, CompileOptions, CompiledGraph, Durability, END, Event, EventStream,
+    Interrupt, InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route, Routes, RunConfig,
+    RunOutcome, RunStatus, START, StateGraph, StateSnapshot, Subgraph,
 };
 pub use state::{Append, JsonValue, Max, Merge, Reducer, Replace, State, Sum};
 

@@ -190,14 +190,12 @@ pub type JsonValue = serde_json::Value;
 
 /// Deserialises a value that a checkpoint stored.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> wattos_core::Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        crate::error::GraphError::Corrupt(format!("cannot decode {what}: {e}")).into()
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| crate::error::GraphError::Corrupt(format!("cannot decode {what}: {e}")).into())
 }
 
 /// Serialises a value for a checkpoint.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> wattos_core::Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| {
-        wattos_core::Error::internal(format!("cannot encode {what}: {e}"))
-    })
+    serde_json::to_vec(value)
+        .map_err(|e| wattos_core::Error::internal(format!("cannot encode {what}: {e}")))
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgPool;
 use wattos_agents::checkpoint::{InMemoryCheckpointer, PostgresCheckpointer};
 use wattos_agents::{
-    Append, CompileOptions, CompiledGraph, END, NodeContext, NodeOutput, RunConfig, RunStatus, START,
-    StateGraph, Sum, graph_state,
+    Append, CompileOptions, CompiledGraph, END, NodeContext, NodeOutput, RunConfig, RunStatus,
+    START, StateGraph, Sum, graph_state,
 };
 use wattos_core::checkpoint::{Checkpointer, ThreadId};
 use wattos_core::{RequestContext, TenantId};
@@ -32,7 +32,8 @@ graph_state! {
 }
 
 fn pg_url() -> String {
-    std::env::var("WATTOS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("WATTOS_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn ctx() -> RequestContext {
@@ -51,13 +52,15 @@ struct Effects {
 impl Effects {
     async fn record(&self, task: &str, node: &str) -> wattos_core::Result<()> {
         if let Some(pool) = &self.pool {
-            sqlx::query(&format!("INSERT INTO {SCHEMA}.effects (thread, task, node) VALUES ($1, $2, $3)"))
-                .bind(&self.thread)
-                .bind(task)
-                .bind(node)
-                .execute(pool)
-                .await
-                .map_err(|e| wattos_core::Error::unavailable(e.to_string()))?;
+            sqlx::query(&format!(
+                "INSERT INTO {SCHEMA}.effects (thread, task, node) VALUES ($1, $2, $3)"
+            ))
+            .bind(&self.thread)
+            .bind(task)
+            .bind(node)
+            .execute(pool)
+            .await
+            .map_err(|e| wattos_core::Error::unavailable(e.to_string()))?;
         }
         Ok(())
     }
@@ -66,12 +69,22 @@ impl Effects {
 fn step_node(
     effects: Effects,
     name: &'static str,
-) -> impl Fn(Arc<Job>, NodeContext) -> futures::future::BoxFuture<'static, wattos_core::Result<NodeOutput<Job>>> + Send + Sync + 'static {
+) -> impl Fn(
+    Arc<Job>,
+    NodeContext,
+) -> futures::future::BoxFuture<'static, wattos_core::Result<NodeOutput<Job>>>
++ Send
++ Sync
++ 'static {
     move |_s, c| {
         let effects = effects.clone();
         Box::pin(async move {
             effects.record(c.task_id(), name).await?;
-            Ok(NodeOutput::update(JobUpdate::default().n(1).done(vec![format!("{name}@{}", c.task_id())])))
+            Ok(NodeOutput::update(
+                JobUpdate::default()
+                    .n(1)
+                    .done(vec![format!("{name}@{}", c.task_id())]),
+            ))
         })
     }
 }
@@ -127,7 +140,11 @@ fn write_state(dir: &Path, name: &str, state: &Job) {
 async fn child(role: &str) {
     let dir = PathBuf::from(std::env::var("WATTOS_CRASH_DIR").expect("dir"));
     let thread = std::env::var("WATTOS_CRASH_THREAD").expect("thread");
-    let cp = Arc::new(PostgresCheckpointer::connect_with_schema(&pg_url(), SCHEMA).await.expect("pg"));
+    let cp = Arc::new(
+        PostgresCheckpointer::connect_with_schema(&pg_url(), SCHEMA)
+            .await
+            .expect("pg"),
+    );
     let effects = Effects {
         pool: Some(cp.pool().clone()),
         thread: thread.clone(),
@@ -146,9 +163,13 @@ async fn child(role: &str) {
 }
 
 async fn parent() {
-    let pool = PgPool::connect(&pg_url()).await.expect("postgres at 127.0.0.1:5432 is required");
+    let pool = PgPool::connect(&pg_url())
+        .await
+        .expect("postgres at 127.0.0.1:5432 is required");
     // Migrate the checkpointer schema, then the side-effect table.
-    PostgresCheckpointer::connect_with_schema(&pg_url(), SCHEMA).await.expect("migrate");
+    PostgresCheckpointer::connect_with_schema(&pg_url(), SCHEMA)
+        .await
+        .expect("migrate");
     sqlx::raw_sql(&format!(
         "CREATE TABLE IF NOT EXISTS {SCHEMA}.effects (thread TEXT NOT NULL, task TEXT NOT NULL, node TEXT NOT NULL)"
     ))
@@ -175,36 +196,54 @@ async fn parent() {
         if let Some(status) = first.try_wait().expect("wait") {
             panic!("first child exited early: {status}");
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "child never reached the blocking node");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "child never reached the blocking node"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     first.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
     first.wait().expect("reap");
 
     let effects = |pool: PgPool, thread: String| async move {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as(&format!("SELECT task, node FROM {SCHEMA}.effects WHERE thread = $1 ORDER BY task"))
-                .bind(thread)
-                .fetch_all(&pool)
-                .await
-                .expect("effects");
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT task, node FROM {SCHEMA}.effects WHERE thread = $1 ORDER BY task"
+        ))
+        .bind(thread)
+        .fetch_all(&pool)
+        .await
+        .expect("effects");
         rows
     };
     let before = effects(pool.clone(), thread.clone()).await;
-    assert_eq!(before.len() as u64, LOOP_STEPS + 1, "12 loop steps and the fast branch ran before the kill: {before:?}");
+    assert_eq!(
+        before.len() as u64,
+        LOOP_STEPS + 1,
+        "12 loop steps and the fast branch ran before the kill: {before:?}"
+    );
     assert!(before.iter().any(|(_, n)| n == "fast"));
     assert!(!before.iter().any(|(_, n)| n == "slow" || n == "finish"));
 
     let status = spawn("resume").wait().expect("second child");
     assert!(status.success(), "resuming child failed: {status}");
-    let resumed: Job = serde_json::from_slice(&std::fs::read(dir.join("final.json")).expect("final state")).expect("json");
+    let resumed: Job =
+        serde_json::from_slice(&std::fs::read(dir.join("final.json")).expect("final state"))
+            .expect("json");
 
     // Reference: the same graph, uninterrupted, in memory.
     let reference = graph(
-        Effects { pool: None, thread: thread.clone(), block_marker: None },
+        Effects {
+            pool: None,
+            thread: thread.clone(),
+            block_marker: None,
+        },
         Arc::new(InMemoryCheckpointer::new()),
     )
-    .invoke(&ctx(), &RunConfig::thread(ThreadId::new("reference").expect("id")), JobUpdate::default())
+    .invoke(
+        &ctx(),
+        &RunConfig::thread(ThreadId::new("reference").expect("id")),
+        JobUpdate::default(),
+    )
     .await
     .expect("reference run");
     assert_eq!(resumed, reference.state);
@@ -215,7 +254,11 @@ async fn parent() {
     tasks.dedup();
     assert_eq!(tasks.len(), total, "a completed task ran twice: {after:?}");
     assert_eq!(after.len() as u64, LOOP_STEPS + 3, "{after:?}");
-    sqlx::query(&format!("DELETE FROM {SCHEMA}.effects WHERE thread = $1")).bind(&thread).execute(&pool).await.ok();
+    sqlx::query(&format!("DELETE FROM {SCHEMA}.effects WHERE thread = $1"))
+        .bind(&thread)
+        .execute(&pool)
+        .await
+        .ok();
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -223,7 +266,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     match std::env::var("WATTOS_CRASH_ROLE") {
         Ok(role) => rt.block_on(child(&role)),
         Err(_) => {

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use wattos_agents::checkpoint::InMemoryCheckpointer;
 use wattos_agents::{
     Append, Command, CompileOptions, END, Event, GraphError, InterruptKind, NodeContext,
-    NodeOutput, Replace, Route, RunConfig, RunStatus, START, StateGraph, Subgraph, Sum, graph_state,
+    NodeOutput, Replace, Route, RunConfig, RunStatus, START, StateGraph, Subgraph, Sum,
+    graph_state,
 };
 use wattos_core::checkpoint::{Checkpointer, ThreadId};
 use wattos_core::{ErrorKind, RequestContext, TenantId};
@@ -27,10 +28,17 @@ fn ctx(tenant: &str) -> RequestContext {
     RequestContext::system(TenantId::new(tenant).unwrap())
 }
 
-fn visit(name: &'static str) -> impl Fn(Arc<Flow>, NodeContext) -> futures::future::Ready<wattos_core::Result<NodeOutput<Flow>>> + Send + Sync + 'static {
+fn visit(
+    name: &'static str,
+) -> impl Fn(Arc<Flow>, NodeContext) -> futures::future::Ready<wattos_core::Result<NodeOutput<Flow>>>
++ Send
++ Sync
++ 'static {
     move |_s, _c| {
         futures::future::ready(Ok(NodeOutput::update(
-            FlowUpdate::default().visited(vec![name.to_owned()]).count(1),
+            FlowUpdate::default()
+                .visited(vec![name.to_owned()])
+                .count(1),
         )))
     }
 }
@@ -44,7 +52,13 @@ async fn conditional_edges_route_by_state() {
         .add_edge(START, "classify")
         .add_conditional_edges(
             "classify",
-            |s: &Flow| if s.route == "money" { "billing" } else { "tech" },
+            |s: &Flow| {
+                if s.route == "money" {
+                    "billing"
+                } else {
+                    "tech"
+                }
+            },
             ["billing", "tech"],
         )
         .add_edge("billing", END)
@@ -52,14 +66,22 @@ async fn conditional_edges_route_by_state() {
         .compile(CompileOptions::new())
         .unwrap();
     let out = g
-        .invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default().route("money".into()))
+        .invoke(
+            &ctx("t"),
+            &RunConfig::default(),
+            FlowUpdate::default().route("money".into()),
+        )
         .await
         .unwrap();
     assert_eq!(out.state.visited, ["classify", "billing"]);
     assert_eq!(out.status, RunStatus::Completed);
     assert_eq!(out.steps, 2);
     let out = g
-        .invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default().route("bug".into()))
+        .invoke(
+            &ctx("t"),
+            &RunConfig::default(),
+            FlowUpdate::default().route("bug".into()),
+        )
         .await
         .unwrap();
     assert_eq!(out.state.visited, ["classify", "tech"]);
@@ -71,18 +93,35 @@ async fn cycles_end_by_condition_and_the_step_limit_is_typed() {
         StateGraph::<Flow>::new()
             .add_node("loop", visit("loop"))
             .add_edge(START, "loop")
-            .add_conditional_edges("loop", move |s: &Flow| if s.count < stop { "loop" } else { END }, ["loop", END])
+            .add_conditional_edges(
+                "loop",
+                move |s: &Flow| if s.count < stop { "loop" } else { END },
+                ["loop", END],
+            )
             .compile(CompileOptions::new().with_step_limit(10))
             .unwrap()
     };
-    let out = build(5).invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default()).await.unwrap();
+    let out = build(5)
+        .invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default())
+        .await
+        .unwrap();
     assert_eq!(out.state.count, 5);
-    let err = build(1000).invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default()).await.unwrap_err();
+    let err = build(1000)
+        .invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BudgetExceeded);
-    assert!(matches!(GraphError::find(&err), Some(GraphError::StepLimit { limit: 10 })));
+    assert!(matches!(
+        GraphError::find(&err),
+        Some(GraphError::StepLimit { limit: 10 })
+    ));
     // A run may raise its own limit.
     let out = build(50)
-        .invoke(&ctx("t"), &RunConfig::default().with_step_limit(60), FlowUpdate::default())
+        .invoke(
+            &ctx("t"),
+            &RunConfig::default().with_step_limit(60),
+            FlowUpdate::default(),
+        )
         .await
         .unwrap();
     assert_eq!(out.state.count, 50);
@@ -94,7 +133,11 @@ async fn fan_out_branches_merge_with_reducers() {
         .add_node("plan", visit("plan"))
         .add_node("research", |s: Arc<Flow>, _c: NodeContext| async move {
             // Each branch sees its own `route` overlay.
-            Ok(NodeOutput::update(FlowUpdate::default().visited(vec![format!("research:{}", s.route)]).count(1)))
+            Ok(NodeOutput::update(
+                FlowUpdate::default()
+                    .visited(vec![format!("research:{}", s.route)])
+                    .count(1),
+            ))
         })
         .add_node("a", visit("a"))
         .add_node("b", visit("b"))
@@ -118,11 +161,20 @@ async fn fan_out_branches_merge_with_reducers() {
         .add_edge("join", END)
         .compile(CompileOptions::new())
         .unwrap();
-    let out = g.invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default()).await.unwrap();
+    let out = g
+        .invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default())
+        .await
+        .unwrap();
     // Updates merge in task order; `join` runs once although four branches lead to it.
-    assert_eq!(out.state.visited, ["plan", "research:x", "research:y", "a", "b", "join"]);
+    assert_eq!(
+        out.state.visited,
+        ["plan", "research:x", "research:y", "a", "b", "join"]
+    );
     assert_eq!(out.state.count, 6);
-    assert_eq!(out.state.route, "", "branch overlays do not leak into the shared state");
+    assert_eq!(
+        out.state.route, "",
+        "branch overlays do not leak into the shared state"
+    );
     assert_eq!(out.steps, 3);
 }
 
@@ -141,7 +193,9 @@ fn validation_lists_every_problem() {
         .add_edge("spin", "spin")
         .compile(CompileOptions::new().interrupt_before(["nope"]))
         .unwrap_err();
-    let Some(GraphError::Invalid(problems)) = GraphError::find(&err) else { panic!("{err}") };
+    let Some(GraphError::Invalid(problems)) = GraphError::find(&err) else {
+        panic!("{err}")
+    };
     let text = problems.join("\n");
     for expected in [
         "node `a` is added twice",
@@ -153,14 +207,23 @@ fn validation_lists_every_problem() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    let err = StateGraph::<Flow>::new().add_node("a", visit("a")).add_edge("a", END).compile(CompileOptions::new()).unwrap_err();
-    assert!(err.to_string().contains("START has no outgoing edge"), "{err}");
+    let err = StateGraph::<Flow>::new()
+        .add_node("a", visit("a"))
+        .add_edge("a", END)
+        .compile(CompileOptions::new())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("START has no outgoing edge"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn undeclared_route_is_an_error() {
     let g = StateGraph::<Flow>::new()
-        .add_node("a", |_s: Arc<Flow>, _c: NodeContext| async move { Ok(NodeOutput::none().goto("b")) })
+        .add_node("a", |_s: Arc<Flow>, _c: NodeContext| async move {
+            Ok(NodeOutput::none().goto("b"))
+        })
         .add_node("b", visit("b"))
         .add_edge(START, "a")
         .add_edge("a", END)
@@ -170,7 +233,9 @@ async fn undeclared_route_is_an_error() {
     // `b` is unreachable through declared routes.
     assert!(g.is_err());
     let g = StateGraph::<Flow>::new()
-        .add_node("a", |_s: Arc<Flow>, _c: NodeContext| async move { Ok(NodeOutput::none().goto("c")) })
+        .add_node("a", |_s: Arc<Flow>, _c: NodeContext| async move {
+            Ok(NodeOutput::none().goto("c"))
+        })
         .add_node("b", visit("b"))
         .add_node("c", visit("c"))
         .add_edge(START, "a")
@@ -180,11 +245,23 @@ async fn undeclared_route_is_an_error() {
         .add_destinations("b", ["c"])
         .compile(CompileOptions::new())
         .unwrap();
-    let err = g.invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default()).await.unwrap_err();
-    assert!(matches!(GraphError::find(&err), Some(GraphError::UndeclaredRoute { .. })), "{err}");
+    let err = g
+        .invoke(&ctx("t"), &RunConfig::default(), FlowUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            GraphError::find(&err),
+            Some(GraphError::UndeclaredRoute { .. })
+        ),
+        "{err}"
+    );
 }
 
-fn approval_graph(cp: Arc<dyn Checkpointer>, runs: Arc<AtomicUsize>) -> wattos_agents::CompiledGraph<Flow> {
+fn approval_graph(
+    cp: Arc<dyn Checkpointer>,
+    runs: Arc<AtomicUsize>,
+) -> wattos_agents::CompiledGraph<Flow> {
     StateGraph::<Flow>::new()
         .add_node("draft", visit("draft"))
         .add_node("send", move |s: Arc<Flow>, c: NodeContext| {
@@ -197,7 +274,9 @@ fn approval_graph(cp: Arc<dyn Checkpointer>, runs: Arc<AtomicUsize>) -> wattos_a
                     Command::Edit(v) => format!("sent:{}", v.as_str().unwrap_or("?")),
                     Command::Reject(r) => format!("rejected:{r}"),
                 };
-                Ok(NodeOutput::update(FlowUpdate::default().visited(vec![text])))
+                Ok(NodeOutput::update(
+                    FlowUpdate::default().visited(vec![text]),
+                ))
             }
         })
         .add_edge(START, "draft")
@@ -222,11 +301,18 @@ async fn dynamic_interrupt_then_approve_edit_or_reject() {
         // A different graph instance resumes: nothing but the checkpointer is shared.
         let g = approval_graph(cp.clone(), runs.clone());
         let cfg = RunConfig::thread(ThreadId::new(format!("thread-{i}")).unwrap());
-        let out = g.invoke(&ctx("t"), &cfg, FlowUpdate::default().route("hello".into())).await.unwrap();
+        let out = g
+            .invoke(&ctx("t"), &cfg, FlowUpdate::default().route("hello".into()))
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Interrupted);
         assert_eq!(out.interrupts[0].kind, InterruptKind::Dynamic);
         assert_eq!(out.interrupts[0].value["send"], "hello");
-        let snap = g.get_state(&ctx("t"), cfg.thread.as_ref().unwrap()).await.unwrap().unwrap();
+        let snap = g
+            .get_state(&ctx("t"), cfg.thread.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(snap.next, ["send"]);
         assert_eq!(snap.interrupts.len(), 1);
 
@@ -234,7 +320,11 @@ async fn dynamic_interrupt_then_approve_edit_or_reject() {
         let out = g2.resume(&ctx("t"), &cfg, cmd).await.unwrap();
         assert_eq!(out.status, RunStatus::Completed);
         assert_eq!(out.state.visited, ["draft", expected]);
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "the interrupted node runs again once");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "the interrupted node runs again once"
+        );
     }
 }
 
@@ -249,15 +339,27 @@ async fn breakpoints_before_and_after_nodes() {
         .add_edge("a", "b")
         .add_edge("b", "c")
         .add_edge("c", END)
-        .compile(CompileOptions::new().with_checkpointer(cp.clone()).interrupt_before(["b"]).interrupt_after(["b"]))
+        .compile(
+            CompileOptions::new()
+                .with_checkpointer(cp.clone())
+                .interrupt_before(["b"])
+                .interrupt_after(["b"]),
+        )
         .unwrap();
     let cfg = RunConfig::thread(ThreadId::new("bp").unwrap());
-    let out = g.invoke(&ctx("t"), &cfg, FlowUpdate::default()).await.unwrap();
+    let out = g
+        .invoke(&ctx("t"), &cfg, FlowUpdate::default())
+        .await
+        .unwrap();
     assert_eq!(out.interrupts[0].kind, InterruptKind::Before);
     assert_eq!(out.state.visited, ["a"]);
     // Edit the state at the breakpoint, then approve the after-breakpoint.
     let out = g
-        .resume(&ctx("t"), &cfg, Command::Edit(serde_json::json!({"visited": ["human"]})))
+        .resume(
+            &ctx("t"),
+            &cfg,
+            Command::Edit(serde_json::json!({"visited": ["human"]})),
+        )
         .await
         .unwrap();
     assert_eq!(out.interrupts[0].kind, InterruptKind::After);
@@ -268,12 +370,21 @@ async fn breakpoints_before_and_after_nodes() {
 
     // Reject stops the run at the breakpoint.
     let cfg = RunConfig::thread(ThreadId::new("bp2").unwrap());
-    g.invoke(&ctx("t"), &cfg, FlowUpdate::default()).await.unwrap();
-    let out = g.resume(&ctx("t"), &cfg, Command::Reject("no".into())).await.unwrap();
+    g.invoke(&ctx("t"), &cfg, FlowUpdate::default())
+        .await
+        .unwrap();
+    let out = g
+        .resume(&ctx("t"), &cfg, Command::Reject("no".into()))
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Rejected("no".into()));
     assert_eq!(out.state.visited, ["a"]);
     let again = g.resume(&ctx("t"), &cfg, Command::Approve).await.unwrap();
-    assert_eq!(again.status, RunStatus::Completed, "a rejected thread has nothing left to run");
+    assert_eq!(
+        again.status,
+        RunStatus::Completed,
+        "a rejected thread has nothing left to run"
+    );
 }
 
 graph_state! {
@@ -294,12 +405,16 @@ async fn resume_inside_a_subgraph_continues_where_it_stopped() {
             let fr = fr.clone();
             async move {
                 fr.fetch_add(1, Ordering::SeqCst);
-                Ok(NodeOutput::update(InnerUpdate::default().log(vec!["prepare".into()])))
+                Ok(NodeOutput::update(
+                    InnerUpdate::default().log(vec!["prepare".into()]),
+                ))
             }
         })
         .add_node("approve", |_s: Arc<Inner>, c: NodeContext| async move {
             let answer = c.interrupt("ok to pay?")?;
-            Ok(NodeOutput::update(InnerUpdate::default().log(vec![format!("{answer:?}")])))
+            Ok(NodeOutput::update(
+                InnerUpdate::default().log(vec![format!("{answer:?}")]),
+            ))
         })
         .add_edge(START, "prepare")
         .add_edge("prepare", "approve")
@@ -312,7 +427,9 @@ async fn resume_inside_a_subgraph_continues_where_it_stopped() {
             "payment",
             Subgraph::new(
                 inner,
-                |s: &Flow| Inner { log: s.visited.clone() },
+                |s: &Flow| Inner {
+                    log: s.visited.clone(),
+                },
                 |_s: &Flow, inner: Inner| FlowUpdate::default().visited(vec![inner.log.join(">")]),
             ),
         )
@@ -322,14 +439,30 @@ async fn resume_inside_a_subgraph_continues_where_it_stopped() {
         .compile(CompileOptions::new().with_checkpointer(cp.clone()))
         .unwrap();
     let cfg = RunConfig::thread(ThreadId::new("sub").unwrap());
-    let out = g.invoke(&ctx("t"), &cfg, FlowUpdate::default()).await.unwrap();
+    let out = g
+        .invoke(&ctx("t"), &cfg, FlowUpdate::default())
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Interrupted);
     assert_eq!(out.interrupts[0].node, "payment");
-    assert_eq!(out.interrupts[0].value["interrupts"][0]["value"], "ok to pay?");
-    let out = g.resume(&ctx("t"), &cfg, Command::Reject("over budget".into())).await.unwrap();
+    assert_eq!(
+        out.interrupts[0].value["interrupts"][0]["value"],
+        "ok to pay?"
+    );
+    let out = g
+        .resume(&ctx("t"), &cfg, Command::Reject("over budget".into()))
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Completed);
-    assert_eq!(out.state.visited, ["before", "before>prepare>Reject(\"over budget\")"]);
-    assert_eq!(first_runs.load(Ordering::SeqCst), 1, "the subgraph resumed, it did not restart");
+    assert_eq!(
+        out.state.visited,
+        ["before", "before>prepare>Reject(\"over budget\")"]
+    );
+    assert_eq!(
+        first_runs.load(Ordering::SeqCst),
+        1,
+        "the subgraph resumed, it did not restart"
+    );
 }
 
 #[tokio::test]
@@ -341,35 +474,85 @@ async fn checkpoints_are_tenant_scoped_and_history_forks() {
         .add_edge(START, "a")
         .add_edge("a", "b")
         .add_edge("b", END)
-        .compile(CompileOptions::new().with_checkpointer(cp.clone()).with_full_snapshot_every(2))
+        .compile(
+            CompileOptions::new()
+                .with_checkpointer(cp.clone())
+                .with_full_snapshot_every(2),
+        )
         .unwrap();
     let thread = ThreadId::new("shared-name").unwrap();
     let cfg = RunConfig::thread(thread.clone());
-    g.invoke(&ctx("acme"), &cfg, FlowUpdate::default().route("acme-secret".into())).await.unwrap();
-    assert!(g.get_state(&ctx("globex"), &thread).await.unwrap().is_none());
-    assert!(g.history(&ctx("globex"), &thread, 10).await.unwrap().is_empty());
-    let err = g.resume(&ctx("globex"), &cfg, Command::Approve).await.unwrap_err();
+    g.invoke(
+        &ctx("acme"),
+        &cfg,
+        FlowUpdate::default().route("acme-secret".into()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        g.get_state(&ctx("globex"), &thread)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        g.history(&ctx("globex"), &thread, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = g
+        .resume(&ctx("globex"), &cfg, Command::Approve)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     // The same thread name in another tenant is a different thread.
-    g.invoke(&ctx("globex"), &cfg, FlowUpdate::default()).await.unwrap();
-    assert_eq!(g.get_state(&ctx("acme"), &thread).await.unwrap().unwrap().state.route, "acme-secret");
+    g.invoke(&ctx("globex"), &cfg, FlowUpdate::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        g.get_state(&ctx("acme"), &thread)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .route,
+        "acme-secret"
+    );
 
     // History: input, after a, after b (newest first).
     let history = g.history(&ctx("acme"), &thread, 10).await.unwrap();
-    assert_eq!(history.iter().map(|h| h.step).collect::<Vec<_>>(), [2, 1, 0]);
+    assert_eq!(
+        history.iter().map(|h| h.step).collect::<Vec<_>>(),
+        [2, 1, 0]
+    );
     assert_eq!(history[1].next, ["b"]);
     // Fork from after `a` with an edit and run on: the original branch stays in history.
     let fork = g
-        .update_state(&ctx("acme"), &thread, Some(history[1].id), Some(FlowUpdate::default().route("forked".into())))
+        .update_state(
+            &ctx("acme"),
+            &thread,
+            Some(history[1].id),
+            Some(FlowUpdate::default().route("forked".into())),
+        )
         .await
         .unwrap();
-    let out = g.resume(&ctx("acme"), &cfg, Command::Approve).await.unwrap();
+    let out = g
+        .resume(&ctx("acme"), &cfg, Command::Approve)
+        .await
+        .unwrap();
     assert_eq!(out.state.route, "forked");
     assert_eq!(out.state.visited, ["a", "b"]);
     let history = g.history(&ctx("acme"), &thread, 10).await.unwrap();
     assert_eq!(history.len(), 5);
     assert_eq!(history[0].parent, Some(fork));
-    assert_eq!(g.state_at(&ctx("acme"), &thread, history[2].id).await.unwrap().visited, ["a", "b"]);
+    assert_eq!(
+        g.state_at(&ctx("acme"), &thread, history[2].id)
+            .await
+            .unwrap()
+            .visited,
+        ["a", "b"]
+    );
 }
 
 #[tokio::test]
@@ -384,7 +567,9 @@ async fn crash_recovery_does_not_rerun_finished_branches() {
             let o = o.clone();
             async move {
                 o.fetch_add(1, Ordering::SeqCst);
-                Ok(NodeOutput::update(FlowUpdate::default().visited(vec!["ok".into()])))
+                Ok(NodeOutput::update(
+                    FlowUpdate::default().visited(vec!["ok".into()]),
+                ))
             }
         })
         .add_node("flaky", move |_s: Arc<Flow>, _c: NodeContext| {
@@ -394,7 +579,9 @@ async fn crash_recovery_does_not_rerun_finished_branches() {
                 if f.load(Ordering::SeqCst) {
                     return Err(wattos_core::Error::unavailable("flaky dependency"));
                 }
-                Ok(NodeOutput::update(FlowUpdate::default().visited(vec!["flaky".into()])))
+                Ok(NodeOutput::update(
+                    FlowUpdate::default().visited(vec!["flaky".into()]),
+                ))
             }
         })
         .add_edge(START, "ok")
@@ -404,7 +591,11 @@ async fn crash_recovery_does_not_rerun_finished_branches() {
         .compile(CompileOptions::new().with_checkpointer(cp))
         .unwrap();
     let cfg = RunConfig::thread(ThreadId::new("flaky").unwrap());
-    assert!(g.invoke(&ctx("t"), &cfg, FlowUpdate::default()).await.is_err());
+    assert!(
+        g.invoke(&ctx("t"), &cfg, FlowUpdate::default())
+            .await
+            .is_err()
+    );
     fail.store(false, Ordering::SeqCst);
     let out = g.recover(&ctx("t"), &cfg).await.unwrap();
     assert_eq!(out.state.visited, ["ok", "flaky"]);
@@ -422,7 +613,10 @@ async fn streams_values_updates_custom_events_and_done() {
         .add_edge("a", END)
         .compile(CompileOptions::new())
         .unwrap();
-    let events: Vec<_> = g.stream(&ctx("t"), &RunConfig::default(), FlowUpdate::default()).collect().await;
+    let events: Vec<_> = g
+        .stream(&ctx("t"), &RunConfig::default(), FlowUpdate::default())
+        .collect()
+        .await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| match e.as_ref().unwrap() {
@@ -434,7 +628,9 @@ async fn streams_values_updates_custom_events_and_done() {
         })
         .collect();
     assert_eq!(kinds, ["node", "update", "values", "done"]);
-    let Ok(Event::Done(out)) = events.last().unwrap() else { panic!() };
+    let Ok(Event::Done(out)) = events.last().unwrap() else {
+        panic!()
+    };
     assert_eq!(out.state.count, 2);
 }
 
@@ -450,6 +646,9 @@ async fn deadline_stops_a_slow_step() {
         .compile(CompileOptions::new())
         .unwrap();
     let c = ctx("t").with_timeout(std::time::Duration::from_millis(20));
-    let err = g.invoke(&c, &RunConfig::default(), FlowUpdate::default()).await.unwrap_err();
+    let err = g
+        .invoke(&c, &RunConfig::default(), FlowUpdate::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
 }

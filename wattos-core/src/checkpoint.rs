@@ -182,7 +182,12 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// A loop checkpoint with a fresh id, no next tasks and no metadata.
-    pub fn new(thread: ThreadId, parent: Option<CheckpointId>, step: u64, state: StateBlob) -> Self {
+    pub fn new(
+        thread: ThreadId,
+        parent: Option<CheckpointId>,
+        step: u64,
+        state: StateBlob,
+    ) -> Self {
         Self {
             id: CheckpointId::generate(),
             thread,
@@ -227,7 +232,9 @@ impl WriteKind {
             "output" => Ok(Self::Output),
             "interrupt" => Ok(Self::Interrupt),
             "resume" => Ok(Self::Resume),
-            other => Err(Error::internal(format!("unknown pending write kind `{other}`"))),
+            other => Err(Error::internal(format!(
+                "unknown pending write kind `{other}`"
+            ))),
         }
     }
 }

@@ -326,7 +326,10 @@ mod tests {
             .unwrap();
         assert_eq!(ok, "acme:Oslo:false");
         let err = t.invoke(&ctx, serde_json::json!({})).await.unwrap_err();
-        assert!(err.to_model_text().contains("missing field `city`"), "{err}");
+        assert!(
+            err.to_model_text().contains("missing field `city`"),
+            "{err}"
+        );
         assert!(err.is_retryable());
     }
 
@@ -336,7 +339,10 @@ mod tests {
             Ok::<_, ToolError>(())
         })
         .with_approval_policy(|a| (a["city"] == "Paris").then(|| a.clone()));
-        assert!(t.approval_request(&serde_json::json!({"city": "Oslo"})).is_none());
+        assert!(
+            t.approval_request(&serde_json::json!({"city": "Oslo"}))
+                .is_none()
+        );
         assert!(
             t.approval_request(&serde_json::json!({"city": "Paris"}))
                 .is_some()

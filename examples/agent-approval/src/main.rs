@@ -30,17 +30,29 @@ struct Transfer {
     amount_eur: u64,
 }
 
-fn payments_agent(model: ScriptedChatModel, checkpointer: Arc<dyn Checkpointer>) -> wattos_core::Result<CompiledGraph<AgentState>> {
+fn payments_agent(
+    model: ScriptedChatModel,
+    checkpointer: Arc<dyn Checkpointer>,
+) -> wattos_core::Result<CompiledGraph<AgentState>> {
     let transfer = FnTool::new(
         "transfer",
         "Transfers euros to a person.",
         |ctx: RequestContext, t: Transfer| async move {
-            Ok::<_, ToolError>(format!("{} EUR sent to {} (tenant {})", t.amount_eur, t.to, ctx.tenant().as_str()))
+            Ok::<_, ToolError>(format!(
+                "{} EUR sent to {} (tenant {})",
+                t.amount_eur,
+                t.to,
+                ctx.tenant().as_str()
+            ))
         },
     )
     .with_approval_policy(|args| {
         let amount = args["amount_eur"].as_u64().unwrap_or(0);
-        (amount > 100).then(|| serde_json::json!(format!("transfer of {amount} EUR exceeds the 100 EUR limit")))
+        (amount > 100).then(|| {
+            serde_json::json!(format!(
+                "transfer of {amount} EUR exceeds the 100 EUR limit"
+            ))
+        })
     });
     ReactAgent::new(Arc::new(model), "scripted")
         .with_prompt("You are a careful payments assistant.")
@@ -63,8 +75,13 @@ async fn main() -> wattos_core::Result<()> {
         .then_text("Done: Bob has been paid.");
 
     // 1. Run until the approval interrupt.
-    let agent = payments_agent(model.clone(), Arc::new(SqliteCheckpointer::open(&db).await?))?;
-    let outcome = agent.invoke(&ctx, &config, AgentState::user("Please pay Bob 250 EUR.")).await?;
+    let agent = payments_agent(
+        model.clone(),
+        Arc::new(SqliteCheckpointer::open(&db).await?),
+    )?;
+    let outcome = agent
+        .invoke(&ctx, &config, AgentState::user("Please pay Bob 250 EUR."))
+        .await?;
     println!("status: {:?}", outcome.status);
     for interrupt in &outcome.interrupts {
         println!("waiting for approval: {}", interrupt.value);
@@ -73,14 +90,24 @@ async fn main() -> wattos_core::Result<()> {
 
     // 2. Later, maybe in another process: open the same database, inspect, and answer with an edit.
     let agent = payments_agent(model, Arc::new(SqliteCheckpointer::open(&db).await?))?;
-    let pending = agent.get_state(&ctx, &thread).await?.map(|s| s.interrupts).unwrap_or_default();
+    let pending = agent
+        .get_state(&ctx, &thread)
+        .await?
+        .map(|s| s.interrupts)
+        .unwrap_or_default();
     println!("pending interrupts after reopening: {}", pending.len());
     let edit = Command::Edit(serde_json::json!({"to": "Bob", "amount_eur": 90}));
     let mut events = agent.stream_resume(&ctx, &config, edit);
     while let Some(event) = events.next().await {
         match event? {
-            Event::Node { event: NodeEvent::ToolEnd { tool, result, .. }, .. } => println!("tool {tool}: {result}"),
-            Event::Node { event: NodeEvent::Token { text }, .. } => print!("{text}"),
+            Event::Node {
+                event: NodeEvent::ToolEnd { tool, result, .. },
+                ..
+            } => println!("tool {tool}: {result}"),
+            Event::Node {
+                event: NodeEvent::Token { text },
+                ..
+            } => print!("{text}"),
             Event::Done(outcome) => println!("\nstatus: {:?}", outcome.status),
             _ => {}
         }

@@ -2,7 +2,7 @@
 
 use futures::StreamExt;
 use wattos_core::Result;
-use wattos_core::llm::{ChatModel, ChatRequest, ChatResponse, StreamAccumulator, ChatDelta};
+use wattos_core::llm::{ChatDelta, ChatModel, ChatRequest, ChatResponse, StreamAccumulator};
 
 use crate::graph::{NodeContext, NodeEvent};
 
@@ -11,7 +11,11 @@ use crate::graph::{NodeContext, NodeEvent};
 ///
 /// # Errors
 /// The model's errors.
-pub async fn call_model(ctx: &NodeContext, model: &dyn ChatModel, req: ChatRequest) -> Result<ChatResponse> {
+pub async fn call_model(
+    ctx: &NodeContext,
+    model: &dyn ChatModel,
+    req: ChatRequest,
+) -> Result<ChatResponse> {
     if !ctx.is_streaming() {
         return model.chat(ctx.request(), req).await;
     }

@@ -4,14 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use wattos_core::Result;
 use wattos_core::llm::{ChatModel, ChatRequest, Message};
 use wattos_core::tool::Tool;
-use wattos_core::Result;
 
 use super::model::call_model;
 use super::state::{AgentState, AgentStateUpdate};
 use super::tool_node::{ToolNode, pending_tool_calls};
-use crate::graph::{CompileOptions, CompiledGraph, END, NodeContext, NodeOutput, START, StateGraph};
+use crate::graph::{
+    CompileOptions, CompiledGraph, END, NodeContext, NodeOutput, START, StateGraph,
+};
 use crate::memory::ConversationWindow;
 
 /// Named tools to pick from (for roles).
@@ -91,7 +93,14 @@ impl std::fmt::Debug for ReactAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReactAgent")
             .field("model", &self.model_name)
-            .field("tools", &self.tools.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "tools",
+                &self
+                    .tools
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +171,8 @@ impl ReactAgent {
 
     /// The agent as a graph, to extend before compiling.
     pub fn graph(self) -> StateGraph<AgentState> {
-        let mut tool_node = ToolNode::<AgentState>::new(self.tools.clone()).with_timeout(self.tool_timeout);
+        let mut tool_node =
+            ToolNode::<AgentState>::new(self.tools.clone()).with_timeout(self.tool_timeout);
         if let Some(allowed) = &self.allowed {
             tool_node = tool_node.allowing(allowed.clone());
         }

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
-use wattos_core::llm::{ChatModel, ChatRequest, Message, ToolDefinition};
 use wattos_core::Result;
+use wattos_core::llm::{ChatModel, ChatRequest, Message, ToolDefinition};
 
 use super::model::call_model;
 use super::react::{ReactAgent, ToolRegistry};
@@ -29,7 +29,11 @@ pub struct AgentRole {
 
 impl AgentRole {
     /// A role without tools.
-    pub fn new(name: impl Into<String>, description: impl Into<String>, prompt: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        prompt: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             description: description.into(),
@@ -47,7 +51,12 @@ impl AgentRole {
 
     /// The role as a ReAct agent over `model`, seeing only its allowed tools from `registry` (a call to
     /// any other tool is answered with an error result).
-    pub fn agent(&self, model: Arc<dyn ChatModel>, model_name: &str, registry: &ToolRegistry) -> ReactAgent {
+    pub fn agent(
+        &self,
+        model: Arc<dyn ChatModel>,
+        model_name: &str,
+        registry: &ToolRegistry,
+    ) -> ReactAgent {
         ReactAgent::new(model, model_name)
             .with_prompt(self.prompt.clone())
             .with_tools(registry.tools())
@@ -60,7 +69,10 @@ const SUPERVISOR: &str = "supervisor";
 fn transfer_tool(role: &AgentRole) -> ToolDefinition {
     ToolDefinition {
         name: format!("transfer_to_{}", role.name),
-        description: format!("Hand the conversation to `{}`: {}", role.name, role.description),
+        description: format!(
+            "Hand the conversation to `{}`: {}",
+            role.name, role.description
+        ),
         parameters: json!({"type": "object", "properties": {}}),
         strict: None,
     }
@@ -82,7 +94,10 @@ impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
             .field("model", &self.model_name)
-            .field("agents", &self.agents.iter().map(|(r, _)| &r.name).collect::<Vec<_>>())
+            .field(
+                "agents",
+                &self.agents.iter().map(|(r, _)| &r.name).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -121,7 +136,8 @@ impl Supervisor {
     /// Validation errors (duplicate role names, a role named `supervisor`, no agents).
     pub fn compile(self, options: CompileOptions) -> Result<CompiledGraph<AgentState>> {
         let names: Vec<String> = self.agents.iter().map(|(r, _)| r.name.clone()).collect();
-        let tools: Vec<ToolDefinition> = self.agents.iter().map(|(r, _)| transfer_tool(r)).collect();
+        let tools: Vec<ToolDefinition> =
+            self.agents.iter().map(|(r, _)| transfer_tool(r)).collect();
         let known: Arc<HashSet<String>> = Arc::new(names.iter().cloned().collect());
         let model = self.model.clone();
         let model_name = self.model_name.clone();
@@ -133,46 +149,57 @@ impl Supervisor {
             .join("\n");
         let prompt = format!("{}\n\nAgents:\n{roster}", self.prompt);
         let mut graph = StateGraph::<AgentState>::new()
-            .add_node(SUPERVISOR, move |state: Arc<AgentState>, ctx: NodeContext| {
-                let (model, model_name, prompt, tools, known) =
-                    (model.clone(), model_name.clone(), prompt.clone(), tools.clone(), known.clone());
-                async move {
-                    let mut messages = vec![Message::system(prompt)];
-                    messages.extend(state.messages.iter().cloned());
-                    let mut req = ChatRequest::new(model_name, messages);
-                    req.tools = tools;
-                    let resp = call_model(&ctx, &*model, req).await?;
-                    let Some(call) = resp.tool_calls.first().cloned() else {
-                        return Ok(NodeOutput::update(
-                            AgentStateUpdate::default()
-                                .messages(vec![resp.to_message()])
-                                .active_agent(SUPERVISOR.into()),
-                        )
-                        .goto(Route::End));
-                    };
-                    let asked = Message::Assistant {
-                        content: resp.content.clone(),
-                        tool_calls: vec![call.clone()],
-                    };
-                    let target = call.name.strip_prefix("transfer_to_").unwrap_or("");
-                    if !known.contains(target) {
-                        let answer = Message::Tool {
-                            tool_call_id: call.id,
-                            content: format!("Error: no agent for tool `{}`", call.name),
-                            is_error: true,
+            .add_node(
+                SUPERVISOR,
+                move |state: Arc<AgentState>, ctx: NodeContext| {
+                    let (model, model_name, prompt, tools, known) = (
+                        model.clone(),
+                        model_name.clone(),
+                        prompt.clone(),
+                        tools.clone(),
+                        known.clone(),
+                    );
+                    async move {
+                        let mut messages = vec![Message::system(prompt)];
+                        messages.extend(state.messages.iter().cloned());
+                        let mut req = ChatRequest::new(model_name, messages);
+                        req.tools = tools;
+                        let resp = call_model(&ctx, &*model, req).await?;
+                        let Some(call) = resp.tool_calls.first().cloned() else {
+                            return Ok(NodeOutput::update(
+                                AgentStateUpdate::default()
+                                    .messages(vec![resp.to_message()])
+                                    .active_agent(SUPERVISOR.into()),
+                            )
+                            .goto(Route::End));
                         };
-                        return Ok(NodeOutput::update(AgentStateUpdate::default().messages(vec![asked, answer]))
+                        let asked = Message::Assistant {
+                            content: resp.content.clone(),
+                            tool_calls: vec![call.clone()],
+                        };
+                        let target = call.name.strip_prefix("transfer_to_").unwrap_or("");
+                        if !known.contains(target) {
+                            let answer = Message::Tool {
+                                tool_call_id: call.id,
+                                content: format!("Error: no agent for tool `{}`", call.name),
+                                is_error: true,
+                            };
+                            return Ok(NodeOutput::update(
+                                AgentStateUpdate::default().messages(vec![asked, answer]),
+                            )
                             .goto(SUPERVISOR));
+                        }
+                        let answer =
+                            Message::tool_result(call.id, format!("Transferred to {target}."));
+                        Ok(NodeOutput::update(
+                            AgentStateUpdate::default()
+                                .messages(vec![asked, answer])
+                                .active_agent(target.to_owned()),
+                        )
+                        .goto(target))
                     }
-                    let answer = Message::tool_result(call.id, format!("Transferred to {target}."));
-                    Ok(NodeOutput::update(
-                        AgentStateUpdate::default()
-                            .messages(vec![asked, answer])
-                            .active_agent(target.to_owned()),
-                    )
-                    .goto(target))
-                }
-            })
+                },
+            )
             .add_edge(START, SUPERVISOR)
             .add_destinations(
                 SUPERVISOR,
@@ -187,11 +214,18 @@ impl Supervisor {
                     active_agent: s.active_agent.clone(),
                 },
                 |outer: &AgentState, inner: AgentState| {
-                    AgentStateUpdate::default()
-                        .messages(inner.messages.get(outer.messages.len()..).unwrap_or_default().to_vec())
+                    AgentStateUpdate::default().messages(
+                        inner
+                            .messages
+                            .get(outer.messages.len()..)
+                            .unwrap_or_default()
+                            .to_vec(),
+                    )
                 },
             );
-            graph = graph.add_node_impl(name.clone(), sub).add_edge(name, SUPERVISOR);
+            graph = graph
+                .add_node_impl(name.clone(), sub)
+                .add_edge(name, SUPERVISOR);
         }
         graph.compile(options)
     }

@@ -141,7 +141,10 @@ impl<S: MessagesState> ToolNode<S> {
                 Err(e) => Err(e),
                 Ok((tool, args)) => {
                     let limit = tool.timeout().unwrap_or(self.timeout);
-                    let limit = ctx.request().remaining().map_or(limit, |left| left.min(limit));
+                    let limit = ctx
+                        .request()
+                        .remaining()
+                        .map_or(limit, |left| left.min(limit));
                     match tokio::time::timeout(limit, tool.invoke(ctx.request(), args)).await {
                         Ok(r) => r,
                         Err(_) => Err(ToolError::Timeout(limit)),

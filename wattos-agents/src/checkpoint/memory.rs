@@ -22,7 +22,8 @@ pub struct InMemoryCheckpointer {
 
 impl std::fmt::Debug for InMemoryCheckpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InMemoryCheckpointer").finish_non_exhaustive()
+        f.debug_struct("InMemoryCheckpointer")
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,7 +46,9 @@ impl InMemoryCheckpointer {
 impl Checkpointer for InMemoryCheckpointer {
     async fn put(&self, ctx: &RequestContext, checkpoint: Checkpoint) -> Result<()> {
         let mut threads = self.lock();
-        let log = threads.entry(Self::key(ctx, &checkpoint.thread)).or_default();
+        let log = threads
+            .entry(Self::key(ctx, &checkpoint.thread))
+            .or_default();
         log.by_id.insert(checkpoint.id, log.checkpoints.len());
         log.checkpoints.push(checkpoint);
         Ok(())

@@ -1,16 +1,17 @@
 //! A Postgres checkpointer (sqlx): durable across processes and hosts.
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row as _;
-use wattos_core::checkpoint::{Checkpoint, CheckpointId, Checkpointer, PendingWrite, ThreadId, WriteKind};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use wattos_core::checkpoint::{
+    Checkpoint, CheckpointId, Checkpointer, PendingWrite, ThreadId, WriteKind,
+};
 use wattos_core::{RequestContext, Result};
 
 use super::sql::{Row, check_ident, db_err, decode_row, encode_body, step_i64};
 
 /// Versioned migrations; `{s}` is the schema. Append only.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS {s}.checkpoints (
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS {s}.checkpoints (
         seq BIGSERIAL PRIMARY KEY,
         tenant TEXT NOT NULL,
         thread TEXT NOT NULL,
@@ -34,8 +35,7 @@ const MIGRATIONS: &[&str] = &[
         payload BYTEA NOT NULL
     );
     CREATE INDEX IF NOT EXISTS checkpoint_writes_by_checkpoint
-        ON {s}.checkpoint_writes (tenant, thread, checkpoint, seq);",
-];
+        ON {s}.checkpoint_writes (tenant, thread, checkpoint, seq);"];
 
 /// Stores checkpoints in a Postgres schema of their own (default `wattos_agents`), created and migrated
 /// by [`PostgresCheckpointer::connect`].
@@ -239,9 +239,17 @@ impl Checkpointer for PostgresCheckpointer {
             }
         }
         let n = checkpoints.len();
-        let (mut threads, mut ids, mut parents, mut steps) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut fulls, mut states, mut bodies) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut threads, mut ids, mut parents, mut steps) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut fulls, mut states, mut bodies) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for c in checkpoints {
             bodies.push(encode_body(&c)?);
             threads.push(c.thread.as_str().to_owned());

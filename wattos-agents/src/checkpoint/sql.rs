@@ -1,7 +1,9 @@
 //! Row encoding shared by the SQL checkpointers.
 
 use serde::{Deserialize, Serialize};
-use wattos_core::checkpoint::{Checkpoint, CheckpointId, CheckpointSource, StateBlob, TaskRecord, ThreadId};
+use wattos_core::checkpoint::{
+    Checkpoint, CheckpointId, CheckpointSource, StateBlob, TaskRecord, ThreadId,
+};
 use wattos_core::{Error, Result};
 
 use crate::error::GraphError;

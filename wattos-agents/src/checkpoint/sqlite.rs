@@ -5,8 +5,12 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use wattos_core::checkpoint::{Checkpoint, CheckpointId, Checkpointer, PendingWrite, StateBlob, ThreadId, WriteKind};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use wattos_core::checkpoint::{
+    Checkpoint, CheckpointId, Checkpointer, PendingWrite, StateBlob, ThreadId, WriteKind,
+};
 use wattos_core::{RequestContext, Result};
 
 use super::sql::{Row, check_ident, db_err, decode_row, encode_body, step_i64};
@@ -95,7 +99,12 @@ impl SqliteCheckpointer {
 }
 
 impl SqliteCheckpointer {
-    async fn insert(&self, conn: &mut sqlx::SqliteConnection, ctx: &RequestContext, c: Checkpoint) -> Result<()> {
+    async fn insert(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ctx: &RequestContext,
+        c: Checkpoint,
+    ) -> Result<()> {
         let body = encode_body(&c)?;
         let full = c.state.is_full();
         let state = match c.state {

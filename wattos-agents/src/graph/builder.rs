@@ -97,15 +97,20 @@ impl CompileOptions {
 
     /// Stops before these nodes run, waiting for a [`crate::Command`].
     #[must_use]
-    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
-        self.interrupt_before.extend(nodes.into_iter().map(Into::into));
+    pub fn interrupt_before<I: IntoIterator<Item = T>, T: Into<String>>(
+        mut self,
+        nodes: I,
+    ) -> Self {
+        self.interrupt_before
+            .extend(nodes.into_iter().map(Into::into));
         self
     }
 
     /// Stops after these nodes ran, waiting for a [`crate::Command`].
     #[must_use]
     pub fn interrupt_after<I: IntoIterator<Item = T>, T: Into<String>>(mut self, nodes: I) -> Self {
-        self.interrupt_after.extend(nodes.into_iter().map(Into::into));
+        self.interrupt_after
+            .extend(nodes.into_iter().map(Into::into));
         self
     }
 
@@ -325,7 +330,9 @@ impl<S: State> StateGraph<S> {
                 continue;
             };
             if branch.targets.is_empty() {
-                problems.push(format!("conditional edge from `{from}` declares no targets"));
+                problems.push(format!(
+                    "conditional edge from `{from}` declares no targets"
+                ));
             }
             for t in &branch.targets {
                 if !known(t) {
@@ -349,7 +356,10 @@ impl<S: State> StateGraph<S> {
                 }
             }
         }
-        for (names, before) in [(&options.interrupt_before, true), (&options.interrupt_after, false)] {
+        for (names, before) in [
+            (&options.interrupt_before, true),
+            (&options.interrupt_after, false),
+        ] {
             for n in names {
                 match index.get(n) {
                     Some(&i) if i > 0 => {
@@ -376,7 +386,11 @@ fn successors<S: State>(spec: &NodeSpec<S>) -> impl Iterator<Item = &str> {
     spec.edges
         .iter()
         .map(String::as_str)
-        .chain(spec.branches.iter().flat_map(|b| b.targets.iter().map(String::as_str)))
+        .chain(
+            spec.branches
+                .iter()
+                .flat_map(|b| b.targets.iter().map(String::as_str)),
+        )
         .chain(spec.destinations.iter().map(String::as_str))
 }
 

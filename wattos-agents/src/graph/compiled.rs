@@ -280,7 +280,12 @@ impl<S: State> CompiledGraph<S> {
     }
 
     /// [`CompiledGraph::invoke`] as a stream of events ending with [`Event::Done`].
-    pub fn stream(&self, ctx: &RequestContext, config: &RunConfig, input: S::Update) -> EventStream<S> {
+    pub fn stream(
+        &self,
+        ctx: &RequestContext,
+        config: &RunConfig,
+        input: S::Update,
+    ) -> EventStream<S> {
         self.spawn_stream(ctx, config, Start::Input(input))
     }
 
@@ -294,7 +299,12 @@ impl<S: State> CompiledGraph<S> {
         self.spawn_stream(ctx, config, Start::Resume(Some(command)))
     }
 
-    fn spawn_stream(&self, ctx: &RequestContext, config: &RunConfig, start: Start<S>) -> EventStream<S> {
+    fn spawn_stream(
+        &self,
+        ctx: &RequestContext,
+        config: &RunConfig,
+        start: Start<S>,
+    ) -> EventStream<S> {
         let (tx, rx) = mpsc::unbounded_channel::<Result<Event<S>>>();
         let graph = self.clone();
         let ctx = ctx.clone();
@@ -308,9 +318,10 @@ impl<S: State> CompiledGraph<S> {
             let _ = tx.send(result.map(|o| Event::Done(Box::new(o))));
         });
         let guard = AbortOnDrop(handle);
-        Box::pin(futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-            rx.recv().await.map(|item| (item, (rx, guard)))
-        }))
+        Box::pin(futures::stream::unfold(
+            (rx, guard),
+            |(mut rx, guard)| async move { rx.recv().await.map(|item| (item, (rx, guard))) },
+        ))
     }
 
     pub(crate) fn checkpointer_for<'a>(
@@ -381,7 +392,12 @@ impl<S: State> CompiledGraph<S> {
     ///
     /// # Errors
     /// Not found for an unknown checkpoint; [`GraphError::NoCheckpointer`]; storage failures.
-    pub async fn state_at(&self, ctx: &RequestContext, thread: &ThreadId, id: CheckpointId) -> Result<S> {
+    pub async fn state_at(
+        &self,
+        ctx: &RequestContext,
+        thread: &ThreadId,
+        id: CheckpointId,
+    ) -> Result<S> {
         let cfg = RunConfig::thread(thread.clone());
         let (cp, thread) = self.checkpointer_for(&cfg)?;
         let c = cp
@@ -406,10 +422,9 @@ impl<S: State> CompiledGraph<S> {
     ) -> Result<CheckpointId> {
         let cfg = RunConfig::thread(thread.clone());
         let (cp, thread) = self.checkpointer_for(&cfg)?;
-        let base = cp
-            .get(ctx, thread, from)
-            .await?
-            .ok_or_else(|| wattos_core::Error::not_found(format!("checkpoint of thread {thread}")))?;
+        let base = cp.get(ctx, thread, from).await?.ok_or_else(|| {
+            wattos_core::Error::not_found(format!("checkpoint of thread {thread}"))
+        })?;
         let updates: Vec<S::Update> = update.into_iter().collect();
         let mut next = Checkpoint::new(
             thread.clone(),

@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -301,7 +301,10 @@ pub(crate) async fn run<S: State>(
 ) -> Result<RunOutcome<S>> {
     let g = &*graph.inner;
     let persist = match (
-        config.checkpointer.as_ref().or(g.options.checkpointer.as_ref()),
+        config
+            .checkpointer
+            .as_ref()
+            .or(g.options.checkpointer.as_ref()),
         &config.thread,
     ) {
         (Some(cp), Some(t)) => Some((cp, t.clone())),
@@ -374,10 +377,7 @@ impl<S: State> Run<'_, S> {
     /// Loads the latest checkpoint and applies `command` to its pending interrupts. Returns an outcome
     /// when there is nothing left to run.
     async fn restore(&mut self, command: Option<Command>) -> Result<Option<RunOutcome<S>>> {
-        let (cp, thread) = self
-            .persist
-            .clone()
-            .ok_or(GraphError::NoCheckpointer)?;
+        let (cp, thread) = self.persist.clone().ok_or(GraphError::NoCheckpointer)?;
         let latest = cp
             .get(self.ctx, &thread, None)
             .await?
@@ -434,8 +434,12 @@ impl<S: State> Run<'_, S> {
                                     )
                                 })?;
                             Arc::make_mut(&mut self.state).apply(update.clone());
-                            self.save(CheckpointSource::Update, Some(vec![update]), Default::default())
-                                .await?;
+                            self.save(
+                                CheckpointSource::Update,
+                                Some(vec![update]),
+                                Default::default(),
+                            )
+                            .await?;
                         }
                         Command::Reject(reason) => {
                             let mut meta = serde_json::Map::new();
@@ -459,7 +463,10 @@ impl<S: State> Run<'_, S> {
                         .push(command.clone());
                 }
             }
-            if !answers.iter().any(|w: &PendingWrite| w.task_id == interrupt.task_id) {
+            if !answers
+                .iter()
+                .any(|w: &PendingWrite| w.task_id == interrupt.task_id)
+            {
                 answers.push(PendingWrite {
                     task_id: interrupt.task_id.clone(),
                     kind: WriteKind::Resume,
@@ -772,7 +779,8 @@ impl<S: State> Run<'_, S> {
             }
 
             // Merge in task order: saved outputs and fresh ones.
-            let mut outputs: Vec<Option<NodeOutput<S>>> = (0..self.tasks.len()).map(|_| None).collect();
+            let mut outputs: Vec<Option<NodeOutput<S>>> =
+                (0..self.tasks.len()).map(|_| None).collect();
             for (i, o) in fresh {
                 outputs[i] = Some(o);
             }
@@ -816,8 +824,12 @@ impl<S: State> Run<'_, S> {
             self.step += 1;
             self.steps_run += 1;
             self.tasks = self.schedule(routes, self.step);
-            self.save(CheckpointSource::Loop, Some(step_updates), Default::default())
-                .await?;
+            self.save(
+                CheckpointSource::Loop,
+                Some(step_updates),
+                Default::default(),
+            )
+            .await?;
             if let Some(spec) = after {
                 if !self.tasks.is_empty() {
                     return self.breakpoint(InterruptKind::After, spec).await;

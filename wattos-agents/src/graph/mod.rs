@@ -12,7 +12,7 @@ pub use compiled::{
     StateSnapshot,
 };
 pub use node::{
-    Command, END, Interrupt, InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route, Routes,
-    START,
+    Command, END, Interrupt, InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route,
+    Routes, START,
 };
 pub use subgraph::Subgraph;

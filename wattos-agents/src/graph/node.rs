@@ -35,7 +35,11 @@ impl<S: State> Route<S> {
     /// A route to `node` (or [`END`]).
     pub fn to(node: impl Into<String>) -> Self {
         let node = node.into();
-        if node == END { Self::End } else { Self::To(node) }
+        if node == END {
+            Self::End
+        } else {
+            Self::To(node)
+        }
     }
 
     /// A branch of `node` with its own input.

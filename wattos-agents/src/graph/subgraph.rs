@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use wattos_core::checkpoint::ThreadId;
 use wattos_core::Result;
+use wattos_core::checkpoint::ThreadId;
 
 use super::compiled::{CompiledGraph, Event, RunConfig, Sink};
 use super::executor::{self, Start};
@@ -28,7 +28,9 @@ pub struct Subgraph<S: State, T: State> {
 
 impl<S: State, T: State> std::fmt::Debug for Subgraph<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subgraph").field("graph", &self.graph).finish_non_exhaustive()
+        f.debug_struct("Subgraph")
+            .field("graph", &self.graph)
+            .finish_non_exhaustive()
     }
 }
 

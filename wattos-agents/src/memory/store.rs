@@ -111,11 +111,14 @@ impl MemoryStore for InMemoryMemoryStore {
             return Err(Error::invalid_field("text", "must not be empty"));
         }
         let id = uuid::Uuid::now_v7().to_string();
-        self.lock().entry(Self::key(ctx, user)).or_default().push(Memory {
-            id: id.clone(),
-            text: text.to_owned(),
-            metadata,
-        });
+        self.lock()
+            .entry(Self::key(ctx, user))
+            .or_default()
+            .push(Memory {
+                id: id.clone(),
+                text: text.to_owned(),
+                metadata,
+            });
         Ok(id)
     }
 

@@ -83,9 +83,12 @@ impl ConversationWindow {
     /// Splits `messages` into (dropped, kept): `kept` has the system messages and the newest messages
     /// within budget.
     pub fn split(&self, messages: &[Message]) -> (Vec<Message>, Vec<Message>) {
-        let (system, rest): (Vec<&Message>, Vec<&Message>) =
-            messages.iter().partition(|m| matches!(m, Message::System { .. }));
-        let mut budget = self.max_tokens.saturating_sub(system.iter().map(|m| (self.counter)(m)).sum());
+        let (system, rest): (Vec<&Message>, Vec<&Message>) = messages
+            .iter()
+            .partition(|m| matches!(m, Message::System { .. }));
+        let mut budget = self
+            .max_tokens
+            .saturating_sub(system.iter().map(|m| (self.counter)(m)).sum());
         let mut first_kept = rest.len();
         for (i, m) in rest.iter().enumerate().rev() {
             let cost = (self.counter)(m);
@@ -152,7 +155,10 @@ impl ConversationWindow {
             .count();
         kept.insert(
             at,
-            Message::system(format!("Summary of the earlier conversation: {}", summary.text())),
+            Message::system(format!(
+                "Summary of the earlier conversation: {}",
+                summary.text()
+            )),
         );
         Ok(kept)
     }

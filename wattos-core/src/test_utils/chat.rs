@@ -113,7 +113,9 @@ impl ScriptedChatModel {
     }
 
     /// A model that computes every answer from the request instead of a queue.
-    pub fn responding(f: impl Fn(&ChatRequest) -> Result<ChatResponse> + Send + Sync + 'static) -> Self {
+    pub fn responding(
+        f: impl Fn(&ChatRequest) -> Result<ChatResponse> + Send + Sync + 'static,
+    ) -> Self {
         Self {
             responder: Some(Arc::new(f)),
             ..Self::new()
