@@ -13,6 +13,7 @@ pub mod checkpoint;
 mod error;
 pub mod graph;
 pub mod memory;
+pub mod registry;
 mod state;
 
 pub use error::GraphError;
@@ -21,6 +22,7 @@ pub use graph::{
     Interrupt, InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route, Routes, RunConfig,
     RunOutcome, RunStatus, START, StateGraph, StateSnapshot, Subgraph,
 };
+pub use registry::{GraphRegistry, JsonGraph, JsonOutcome};
 pub use state::{Append, JsonValue, Max, Merge, Reducer, Replace, State, Sum};
 
 #[doc(hidden)]

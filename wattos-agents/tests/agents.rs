@@ -1,5 +1,5 @@
 //! Tools, ReAct, roles, supervisor and memory, with the scripted chat model.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -391,8 +391,7 @@ async fn window_trims_to_budget_and_summarises() {
         .with_window(ConversationWindow::new(40))
         .compile(CompileOptions::new())
         .unwrap();
-    let mut input = wattos_agents::agent::AgentStateUpdate::default();
-    input.messages = Some(history[1..].to_vec());
+    let input = wattos_agents::agent::AgentStateUpdate::default().messages(history[1..].to_vec());
     let out = agent
         .invoke(&ctx("t"), &RunConfig::default(), input)
         .await

@@ -1,6 +1,6 @@
 //! The conformance suite and a persisted graph run on every checkpointer. Postgres tests use the
 //! machine's PostgreSQL (`WATTOS_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::Arc;
 

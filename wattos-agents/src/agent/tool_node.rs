@@ -14,6 +14,9 @@ use wattos_core::{ErrorKind, Result};
 use super::state::MessagesState;
 use crate::graph::{Command, Node, NodeContext, NodeEvent, NodeOutput};
 
+/// A decided call: the tool and its final arguments, or why it will not run.
+type Plan = std::result::Result<(Arc<dyn Tool>, Value), ToolError>;
+
 /// Runs every tool call of the last assistant message, in parallel, each under a time limit, and appends
 /// one tool message per call (in call order). Failures (unknown tool, invalid arguments, timeouts,
 /// tool errors, rejections) become error results the model can read and correct; they never fail the
@@ -104,7 +107,7 @@ impl<S: MessagesState> ToolNode<S> {
     /// Only an interrupt (approval needed); tool failures are results.
     pub async fn run_calls(&self, ctx: &NodeContext, calls: &[ToolCall]) -> Result<Vec<Message>> {
         // Decide every call first, in order: parse, look up, ask approvals (deterministic interrupts).
-        let mut plans: Vec<std::result::Result<(Arc<dyn Tool>, Value), ToolError>> = Vec::new();
+        let mut plans: Vec<Plan> = Vec::new();
         for call in calls {
             let plan = match self.lookup(&call.name) {
                 None => Err(ToolError::UnknownTool(call.name.clone())),

@@ -233,10 +233,10 @@ impl Checkpointer for PostgresCheckpointer {
 
     async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
         let mut checkpoints = checkpoints;
-        if checkpoints.len() == 1 {
-            if let Some(c) = checkpoints.pop() {
-                return self.put(ctx, c).await;
-            }
+        if checkpoints.len() == 1
+            && let Some(c) = checkpoints.pop()
+        {
+            return self.put(ctx, c).await;
         }
         let n = checkpoints.len();
         let (mut threads, mut ids, mut parents, mut steps) = (

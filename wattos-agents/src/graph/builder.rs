@@ -412,11 +412,11 @@ fn check_shape<S: State>(
         for t in successors(&specs[i]) {
             if t == END {
                 reaches_end_directly[i] = true;
-            } else if let Some(&j) = index.get(t) {
-                if !reachable[j] {
-                    reachable[j] = true;
-                    queue.push_back(j);
-                }
+            } else if let Some(&j) = index.get(t)
+                && !reachable[j]
+            {
+                reachable[j] = true;
+                queue.push_back(j);
             }
         }
     }

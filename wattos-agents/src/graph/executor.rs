@@ -330,13 +330,13 @@ pub(crate) async fn run<S: State>(
     };
     match start {
         Start::Input(update) => {
-            if let Some((cp, thread)) = &run.persist {
-                if let Some(latest) = cp.get(ctx, thread, None).await? {
-                    let (state, _) = load_state::<S>(&***cp, ctx, &latest).await?;
-                    run.state = Arc::new(state);
-                    run.step = latest.step + 1;
-                    run.checkpoint = Some(latest.id);
-                }
+            if let Some((cp, thread)) = &run.persist
+                && let Some(latest) = cp.get(ctx, thread, None).await?
+            {
+                let (state, _) = load_state::<S>(&***cp, ctx, &latest).await?;
+                run.state = Arc::new(state);
+                run.step = latest.step + 1;
+                run.checkpoint = Some(latest.id);
             }
             Arc::make_mut(&mut run.state).apply(update);
             run.begin().await?;
@@ -474,10 +474,10 @@ impl<S: State> Run<'_, S> {
                 });
             }
         }
-        if !answers.is_empty() {
-            if let Some(id) = self.checkpoint {
-                cp.put_writes(self.ctx, &thread, id, answers).await?;
-            }
+        if !answers.is_empty()
+            && let Some(id) = self.checkpoint
+        {
+            cp.put_writes(self.ctx, &thread, id, answers).await?;
         }
         Ok(None)
     }
@@ -672,14 +672,13 @@ impl<S: State> Run<'_, S> {
                 return Err(GraphError::StepLimit { limit: self.limit }.into());
             }
             self.ctx.check_deadline()?;
-            if !self.skip_before {
-                if let Some(t) = self
+            if !self.skip_before
+                && let Some(t) = self
                     .tasks
                     .iter()
                     .find(|t| self.g.specs[t.spec].interrupt_before)
-                {
-                    return self.breakpoint(InterruptKind::Before, t.spec).await;
-                }
+            {
+                return self.breakpoint(InterruptKind::Before, t.spec).await;
             }
             self.skip_before = false;
 
@@ -830,10 +829,10 @@ impl<S: State> Run<'_, S> {
                 Default::default(),
             )
             .await?;
-            if let Some(spec) = after {
-                if !self.tasks.is_empty() {
-                    return self.breakpoint(InterruptKind::After, spec).await;
-                }
+            if let Some(spec) = after
+                && !self.tasks.is_empty()
+            {
+                return self.breakpoint(InterruptKind::After, spec).await;
             }
         }
     }

@@ -250,7 +250,7 @@ impl ChatModel for ScriptedChatModel {
                 arguments: call.arguments.clone(),
             }));
         }
-        deltas.push(ChatDelta::Usage(resp.usage.clone()));
+        deltas.push(ChatDelta::Usage(resp.usage));
         deltas.push(ChatDelta::Finish {
             reason: resp.finish_reason.clone(),
         });
