@@ -138,9 +138,36 @@ impl Checkpointer for SqliteCheckpointer {
     }
 
     async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
+        // Multi-row inserts (one statement per 100 checkpoints) in one transaction: each statement is
+        // a hop to sqlx's SQLite thread, so fewer statements matter more than the SQL itself.
+        let p = &self.p;
         let mut tx = self.pool.begin().await.map_err(db_err("put_batch"))?;
-        for c in checkpoints {
-            self.insert(&mut tx, ctx, c).await?;
+        let mut rest = checkpoints;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(100));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO {p}checkpoints (tenant, thread, id, parent, step, state_full, state, body) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                let body = encode_body(&c)?;
+                let full = c.state.is_full();
+                let state = match c.state {
+                    StateBlob::Full(b) | StateBlob::Delta(b) => b,
+                };
+                q = q
+                    .bind(ctx.tenant().as_str().to_owned())
+                    .bind(c.thread.as_str().to_owned())
+                    .bind(c.id.0)
+                    .bind(c.parent.map(|p| p.0))
+                    .bind(step_i64(c.step)?)
+                    .bind(full)
+                    .bind(state)
+                    .bind(body);
+            }
+            q.execute(&mut *tx).await.map_err(db_err("put_batch"))?;
         }
         tx.commit().await.map_err(db_err("put_batch"))
     }
