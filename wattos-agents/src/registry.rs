@@ -1,0 +1,224 @@
+//! A registry of named graphs behind a JSON interface, for servers: the state type is erased, inputs
+//! and outputs are JSON.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+use wattos_core::checkpoint::ThreadId;
+use wattos_core::{Error, RequestContext, Result};
+
+use crate::graph::{
+    CheckpointInfo, Command, CompiledGraph, Interrupt, RunConfig, RunOutcome, RunStatus,
+};
+use crate::state::State;
+
+/// A run's result with the state as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JsonOutcome {
+    /// The state when the run stopped.
+    pub state: Value,
+    /// Why it stopped.
+    #[serde(flatten)]
+    pub status: RunStatus,
+    /// Pending interrupts.
+    pub interrupts: Vec<Interrupt>,
+    /// The last checkpoint, when persisted.
+    pub checkpoint: Option<String>,
+    /// Steps run by this call.
+    pub steps: u64,
+}
+
+fn to_json<S: State>(o: RunOutcome<S>) -> Result<JsonOutcome> {
+    Ok(JsonOutcome {
+        state: serde_json::to_value(&o.state)
+            .map_err(|e| Error::internal(format!("state is not JSON: {e}")))?,
+        status: o.status,
+        interrupts: o.interrupts,
+        checkpoint: o.checkpoint.map(|c| c.to_string()),
+        steps: o.steps,
+    })
+}
+
+/// A compiled graph driven with JSON.
+#[async_trait]
+pub trait JsonGraph: Send + Sync {
+    /// Starts a run on `thread` with `input` (JSON of the state's update type).
+    ///
+    /// # Errors
+    /// Invalid input (JSON that is not an update); the run's errors.
+    async fn invoke(
+        &self,
+        ctx: &RequestContext,
+        thread: Option<ThreadId>,
+        input: Value,
+    ) -> Result<JsonOutcome>;
+    /// Answers the thread's pending interrupts.
+    ///
+    /// # Errors
+    /// As for [`CompiledGraph::resume`].
+    async fn resume(
+        &self,
+        ctx: &RequestContext,
+        thread: ThreadId,
+        command: Command,
+    ) -> Result<JsonOutcome>;
+    /// Continues a crashed run.
+    ///
+    /// # Errors
+    /// As for [`CompiledGraph::recover`].
+    async fn recover(&self, ctx: &RequestContext, thread: ThreadId) -> Result<JsonOutcome>;
+    /// The thread's latest state and pending interrupts.
+    ///
+    /// # Errors
+    /// As for [`CompiledGraph::get_state`].
+    async fn state(
+        &self,
+        ctx: &RequestContext,
+        thread: &ThreadId,
+    ) -> Result<Option<(Value, Vec<Interrupt>)>>;
+    /// The thread's history, newest first.
+    ///
+    /// # Errors
+    /// As for [`CompiledGraph::history`].
+    async fn history(
+        &self,
+        ctx: &RequestContext,
+        thread: &ThreadId,
+        limit: usize,
+    ) -> Result<Vec<CheckpointInfo>>;
+}
+
+#[async_trait]
+impl<S: State> JsonGraph for CompiledGraph<S> {
+    async fn invoke(
+        &self,
+        ctx: &RequestContext,
+        thread: Option<ThreadId>,
+        input: Value,
+    ) -> Result<JsonOutcome> {
+        let update: S::Update = serde_json::from_value(input)
+            .map_err(|e| Error::invalid_field("input", format!("not a valid state update: {e}")))?;
+        let cfg = RunConfig {
+            thread,
+            ..RunConfig::default()
+        };
+        to_json(CompiledGraph::invoke(self, ctx, &cfg, update).await?)
+    }
+    async fn resume(
+        &self,
+        ctx: &RequestContext,
+        thread: ThreadId,
+        command: Command,
+    ) -> Result<JsonOutcome> {
+        to_json(CompiledGraph::resume(self, ctx, &RunConfig::thread(thread), command).await?)
+    }
+    async fn recover(&self, ctx: &RequestContext, thread: ThreadId) -> Result<JsonOutcome> {
+        to_json(CompiledGraph::recover(self, ctx, &RunConfig::thread(thread)).await?)
+    }
+    async fn state(
+        &self,
+        ctx: &RequestContext,
+        thread: &ThreadId,
+    ) -> Result<Option<(Value, Vec<Interrupt>)>> {
+        match self.get_state(ctx, thread).await? {
+            None => Ok(None),
+            Some(s) => Ok(Some((
+                serde_json::to_value(&s.state)
+                    .map_err(|e| Error::internal(format!("state is not JSON: {e}")))?,
+                s.interrupts,
+            ))),
+        }
+    }
+    async fn history(
+        &self,
+        ctx: &RequestContext,
+        thread: &ThreadId,
+        limit: usize,
+    ) -> Result<Vec<CheckpointInfo>> {
+        CompiledGraph::history(self, ctx, thread, limit).await
+    }
+}
+
+/// Named graphs, shared by all requests (tenancy lives in the request context and the checkpointer).
+#[derive(Clone, Default)]
+pub struct GraphRegistry {
+    graphs: BTreeMap<String, Arc<dyn JsonGraph>>,
+}
+
+impl std::fmt::Debug for GraphRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.graphs.keys()).finish()
+    }
+}
+
+impl GraphRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `graph` as `name` (replacing one of the same name).
+    #[must_use]
+    pub fn with<S: State>(mut self, name: impl Into<String>, graph: CompiledGraph<S>) -> Self {
+        self.graphs.insert(name.into(), Arc::new(graph));
+        self
+    }
+
+    /// The graph named `name`.
+    ///
+    /// # Errors
+    /// [`wattos_core::ErrorKind::NotFound`] for an unknown name.
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn JsonGraph>> {
+        self.graphs
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("graph `{name}`")))
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.graphs.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{AgentState, ReactAgent};
+    use crate::checkpoint::InMemoryCheckpointer;
+    use crate::graph::CompileOptions;
+    use wattos_core::TenantId;
+    use wattos_core::test_utils::chat::ScriptedChatModel;
+
+    #[tokio::test]
+    async fn registry_runs_graphs_with_json() {
+        let model = ScriptedChatModel::new().then_text("hi there");
+        let agent = ReactAgent::new(Arc::new(model), "m")
+            .compile(CompileOptions::new().with_checkpointer(Arc::new(InMemoryCheckpointer::new())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let registry = GraphRegistry::new().with("chat", agent);
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["chat"]);
+        assert!(registry.get("nope").is_err());
+        let ctx = RequestContext::system(TenantId::new("t").unwrap_or_else(|e| panic!("{e}")));
+        let thread = ThreadId::new("x").unwrap_or_else(|e| panic!("{e}"));
+        let g = registry.get("chat").unwrap_or_else(|e| panic!("{e}"));
+        let input = serde_json::to_value(AgentState::user("hello")).unwrap_or_default();
+        let out = g
+            .invoke(&ctx, Some(thread.clone()), input)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.status, RunStatus::Completed);
+        assert_eq!(out.state["messages"][1]["content"], "hi there");
+        assert!(
+            g.invoke(&ctx, None, serde_json::json!({"messages": 5}))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            g.history(&ctx, &thread, 10).await.unwrap_or_default().len(),
+            2
+        );
+    }
+}
