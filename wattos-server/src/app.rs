@@ -14,6 +14,7 @@ use crate::middleware::{
     REQUEST_ID_HEADER, http_metrics, load_shed, request_context, request_timeout,
 };
 use crate::routes;
+use wattos_core::tenancy::Permission;
 use crate::state::AppState;
 
 /// Builds the application router for `state`.
@@ -28,8 +29,16 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
     let server = &state.config().server;
     let slots = Arc::new(Semaphore::new(server.max_concurrent_requests));
-    let api =
-        crate::gateway::routes::<AppState>().layer(from_fn(crate::gateway::embedded_identity));
+    let gateway = crate::gateway::routes::<AppState>();
+    // Authentication is enforced here, in one place, for every API route; operational routes
+    // (/health*, /metrics, /openapi.json) stay open.
+    let api = match state.auth() {
+        Some(auth) => gateway
+            .route_layer(auth.require(Permission::ChatInvoke))
+            .merge(crate::tenancy::admin::admin_routes(auth.clone()))
+            .layer(auth.layer()),
+        None => gateway.layer(from_fn(crate::gateway::embedded_identity)),
+    };
     let mut router = extra
         .merge(api)
         .route("/", get(routes::index))

@@ -18,12 +18,14 @@
 //! Operational endpoints: `/health/liveness`, `/health/readiness`, `/health`, `/metrics`.
 
 mod app;
+pub mod bootstrap;
 pub mod auth;
 pub mod checks;
 pub mod error;
 pub mod gateway;
 pub mod middleware;
 pub mod routes;
+pub mod settings;
 mod serve;
 mod state;
 pub mod telemetry;

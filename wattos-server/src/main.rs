@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wattos_core::config::Config;
-use wattos_server::{AppState, serve, shutdown_signal};
+use wattos_server::bootstrap::build_state;
+use wattos_server::settings::Settings;
+use wattos_server::{serve, shutdown_signal};
 
 const USAGE: &str = "\
 Usage: wattos-server [--config FILE] [--check-config]
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let config = match Config::load(config_path.as_deref()) {
+    let settings = match Settings::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("wattos-server: {e}");
@@ -57,10 +58,10 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
-        println!("configuration is valid:\n{config:#?}");
+        println!("configuration is valid:\n{settings:#?}");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = wattos_core::telemetry::init(&config.telemetry) {
+    if let Err(e) = wattos_core::telemetry::init(&settings.core.telemetry) {
         eprintln!("wattos-server: {e}");
         return ExitCode::from(2);
     }
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let bind = config.server.bind;
+        let bind = settings.core.server.bind;
         let listener = match tokio::net::TcpListener::bind(bind).await {
             Ok(l) => l,
             Err(e) => {
@@ -85,7 +86,13 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(bind);
-        let state = AppState::new(config);
+        let state = match build_state(settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("wattos-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         tracing::info!(%addr, mode = ?state.config().mode, "wattos-server listening");
         println!("WattOS server listening on http://{addr} (health: http://{addr}/health)");
         match serve(listener, state, shutdown_signal()).await {

@@ -21,6 +21,7 @@ struct Inner {
     config: Config,
     health: HealthRegistry,
     catalog: ModelCatalog,
+    auth: Option<crate::auth::Auth>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -88,11 +89,27 @@ impl AppState {
                 config,
                 health,
                 catalog,
+                auth: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
             }),
         }
+    }
+
+    /// Turns authentication on (`Some`) or off (`None`: every request acts as the system principal of
+    /// the `default` tenant). Call before the state is shared.
+    pub fn with_auth(mut self, auth: Option<crate::auth::Auth>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.auth = auth,
+            None => tracing::error!("with_auth called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// Authentication, when it is on.
+    pub fn auth(&self) -> Option<&crate::auth::Auth> {
+        self.inner.auth.as_ref()
     }
 
     /// The configuration.

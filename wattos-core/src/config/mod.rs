@@ -171,6 +171,56 @@ pub struct Config {
     pub resilience: ResilienceConfig,
 }
 
+/// The raw inputs of a configuration: the file (name and text), if any, and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// The file's name and contents.
+    pub file: Option<(String, String)>,
+    /// Environment variables (all of them; only `WATTOS_*` are settings).
+    pub env: Vec<(String, String)>,
+}
+
+impl ConfigSources {
+    /// Reads the process environment and the file named by `file` or [`CONFIG_FILE_ENV`].
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the named file cannot be read.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let path = file.map(Path::to_path_buf).or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == CONFIG_FILE_ENV)
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        let file = match &path {
+            None => None,
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => Some((p.display().to_string(), t)),
+                Err(e) => {
+                    return Err(ConfigError {
+                        problems: vec![ConfigProblem {
+                            key: "<file>".into(),
+                            env_var: CONFIG_FILE_ENV.into(),
+                            message: format!("cannot read {}: {e}", p.display()),
+                        }],
+                    });
+                }
+            },
+        };
+        Ok(Self { file, env })
+    }
+
+    /// The file as `(name, text)`.
+    pub fn file(&self) -> Option<(&str, &str)> {
+        self.file.as_ref().map(|(n, t)| (n.as_str(), t.as_str()))
+    }
+
+    /// A reader over these sources.
+    pub fn reader(&self) -> ConfigReader {
+        ConfigReader::new(self.file(), self.env.iter().cloned())
+    }
+}
+
 fn default_models_dir(env: &[(String, String)]) -> PathBuf {
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     if let Some(xdg) = get("XDG_CACHE_HOME").filter(|s| !s.is_empty()) {
@@ -203,28 +253,8 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] listing every problem (including an unreadable file).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        let path = file.map(Path::to_path_buf).or_else(|| {
-            env.iter()
-                .find(|(k, _)| k == CONFIG_FILE_ENV)
-                .map(|(_, v)| PathBuf::from(v))
-        });
-        let text = match &path {
-            None => None,
-            Some(p) => match std::fs::read_to_string(p) {
-                Ok(t) => Some((p.display().to_string(), t)),
-                Err(e) => {
-                    return Err(ConfigError {
-                        problems: vec![ConfigProblem {
-                            key: "<file>".into(),
-                            env_var: CONFIG_FILE_ENV.into(),
-                            message: format!("cannot read {}: {e}", p.display()),
-                        }],
-                    });
-                }
-            },
-        };
-        Self::from_sources(text.as_ref().map(|(n, t)| (n.as_str(), t.as_str())), env)
+        let sources = ConfigSources::load(file)?;
+        Self::from_sources(sources.file(), sources.env.clone())
     }
 
     /// Builds the configuration from a file's text (name, contents) and environment pairs.

@@ -1,0 +1,154 @@
+//! The server's settings: the core [`Config`] plus the sections only the server reads (`auth`,
+//! `models.local_*`, `llm.providers`), validated together so one message lists every problem.
+
+use std::path::Path;
+
+use wattos_core::config::{Config, ConfigError, ConfigReader, ConfigSources, DeploymentMode, Secret};
+use wattos_llm::registry::ProvidersConfig;
+
+/// Whether requests must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No authentication: every request acts as the system principal of tenant `default`.
+    /// The default in embedded mode (which listens on 127.0.0.1 by default).
+    None,
+    /// API keys or JWTs are required on every API route. The default in shared mode.
+    Required,
+}
+
+/// JWT verification settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtSettings {
+    /// Shared HS256 secret (at least 32 bytes).
+    pub hs256_secret: Option<Secret<String>>,
+    /// JWKS URL for RS256/ES256 keys.
+    pub jwks_url: Option<String>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    /// Whether authentication is required.
+    pub mode: AuthMode,
+    /// Server-side pepper for API key hashes (required when authentication is on).
+    pub key_pepper: Option<Secret<String>>,
+    /// JWT settings, when JWTs are accepted.
+    pub jwt: Option<JwtSettings>,
+}
+
+/// Which local models to load at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalModelSettings {
+    /// Serve SmolLM2-135M-Instruct as `smollm2-135m-instruct`.
+    pub chat: bool,
+    /// Serve all-MiniLM-L6-v2 as `all-minilm-l6-v2`.
+    pub embeddings: bool,
+}
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Core settings (server, mode, stores, telemetry, resilience).
+    pub core: Config,
+    /// Authentication.
+    pub auth: AuthSettings,
+    /// Local models.
+    pub local_models: LocalModelSettings,
+    /// Remote providers served by name (`[llm.providers.<name>]`).
+    pub providers: ProvidersConfig,
+}
+
+impl Settings {
+    /// Loads from the environment and the file named by `file` or `WATTOS_CONFIG`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let sources = ConfigSources::load(file)?;
+        Self::from_sources(&sources)
+    }
+
+    /// Builds the settings from explicit sources.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem.
+    pub fn from_sources(sources: &ConfigSources) -> Result<Self, ConfigError> {
+        let mut r = sources.reader();
+        let core = Config::read(&mut r, &sources.env);
+        let auth = read_auth(&mut r, core.mode);
+        let local_models = LocalModelSettings {
+            chat: r.or("models.local_chat", true),
+            embeddings: r.or("models.local_embeddings", true),
+        };
+        let providers = read_providers(&mut r);
+        r.finish()?;
+        Ok(Self { core, auth, local_models, providers })
+    }
+}
+
+fn read_auth(r: &mut ConfigReader, mode: DeploymentMode) -> AuthSettings {
+    let default_mode = match mode {
+        DeploymentMode::Embedded => "none",
+        DeploymentMode::Shared => "required",
+    };
+    let mode = match r.or::<String>("auth.mode", default_mode.to_owned()).as_str() {
+        "none" => AuthMode::None,
+        "required" => AuthMode::Required,
+        other => {
+            r.problem("auth.mode", format!("expected 'none' or 'required', got '{other}'"));
+            AuthMode::Required
+        }
+    };
+    let key_pepper: Option<Secret<String>> = if mode == AuthMode::Required {
+        r.required("auth.key_pepper", "when auth.mode is 'required'")
+    } else {
+        r.optional("auth.key_pepper")
+    };
+    if let Some(p) = &key_pepper
+        && p.expose().len() < 16
+    {
+        r.problem("auth.key_pepper", "must be at least 16 characters");
+    }
+    let jwt = JwtSettings {
+        hs256_secret: r.optional("auth.jwt.hs256_secret"),
+        jwks_url: r.optional("auth.jwt.jwks_url"),
+        issuer: r.optional("auth.jwt.issuer"),
+        audience: r.optional("auth.jwt.audience"),
+    };
+    if let Some(s) = &jwt.hs256_secret
+        && s.expose().len() < 32
+    {
+        r.problem("auth.jwt.hs256_secret", "must be at least 32 bytes");
+    }
+    if jwt.hs256_secret.is_some() && jwt.jwks_url.is_some() {
+        r.problem("auth.jwt", "set either hs256_secret or jwks_url, not both");
+    }
+    let jwt = (jwt.hs256_secret.is_some() || jwt.jwks_url.is_some()).then_some(jwt);
+    AuthSettings { mode, key_pepper, jwt }
+}
+
+fn read_providers(r: &mut ConfigReader) -> ProvidersConfig {
+    let Some(llm) = r.section("llm") else {
+        return ProvidersConfig::default();
+    };
+    let mut table = toml::Table::new();
+    for (k, v) in llm {
+        if k == "providers" {
+            table.insert(k, v);
+        } else {
+            r.problem(&format!("llm.{k}"), "unknown setting (only llm.providers.<name> is read)");
+        }
+    }
+    let text = toml::to_string(&table).unwrap_or_default();
+    match ProvidersConfig::from_toml(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            r.problem("llm.providers", e.message().to_owned());
+            ProvidersConfig::default()
+        }
+    }
+}
