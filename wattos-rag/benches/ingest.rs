@@ -39,14 +39,26 @@ fn corpus(seed: usize) -> Vec<Source> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     let ctx = RequestContext::system(TenantId::new("bench").unwrap());
     // One timed pass for the docs/s and chunks/s figures.
-    let rag = RagBuilder::new(HashingEmbedder::shared(384)).keyword_index(KeywordIndex::in_memory(Language::English)).build().unwrap();
+    let rag = RagBuilder::new(HashingEmbedder::shared(384))
+        .keyword_index(KeywordIndex::in_memory(Language::English))
+        .build()
+        .unwrap();
     let t = Instant::now();
     let report = rt.block_on(rag.ingest(&ctx, corpus(0))).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    println!("[ingest] {} docs, {} chunks in {secs:.3}s: {:.0} docs/s, {:.0} chunks/s", report.indexed(), report.chunks(), report.indexed() as f64 / secs, report.chunks() as f64 / secs);
+    println!(
+        "[ingest] {} docs, {} chunks in {secs:.3}s: {:.0} docs/s, {:.0} chunks/s",
+        report.indexed(),
+        report.chunks(),
+        report.indexed() as f64 / secs,
+        report.chunks() as f64 / secs
+    );
 
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(DOCS as u64));
@@ -54,7 +66,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("markdown_docs_hybrid_in_memory", |b| {
         b.iter(|| {
             run += 1;
-            let rag = RagBuilder::new(HashingEmbedder::shared(384)).keyword_index(KeywordIndex::in_memory(Language::English)).build().unwrap();
+            let rag = RagBuilder::new(HashingEmbedder::shared(384))
+                .keyword_index(KeywordIndex::in_memory(Language::English))
+                .build()
+                .unwrap();
             rt.block_on(rag.ingest(&ctx, corpus(run))).unwrap()
         })
     });

@@ -29,7 +29,11 @@ const DIMS: usize = 384;
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -45,10 +49,50 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 const WORDS: &[&str] = &[
-    "energy", "grid", "solar", "wind", "battery", "storage", "heat", "pump", "price", "tariff", "network", "voltage",
-    "frequency", "demand", "supply", "customer", "contract", "meter", "reading", "invoice", "outage", "repair", "cable",
-    "transformer", "station", "hydrogen", "gas", "pipeline", "district", "heating", "efficiency", "insulation", "roof",
-    "panel", "inverter", "charging", "vehicle", "fleet", "forecast", "weather", "load", "peak", "reserve", "market",
+    "energy",
+    "grid",
+    "solar",
+    "wind",
+    "battery",
+    "storage",
+    "heat",
+    "pump",
+    "price",
+    "tariff",
+    "network",
+    "voltage",
+    "frequency",
+    "demand",
+    "supply",
+    "customer",
+    "contract",
+    "meter",
+    "reading",
+    "invoice",
+    "outage",
+    "repair",
+    "cable",
+    "transformer",
+    "station",
+    "hydrogen",
+    "gas",
+    "pipeline",
+    "district",
+    "heating",
+    "efficiency",
+    "insulation",
+    "roof",
+    "panel",
+    "inverter",
+    "charging",
+    "vehicle",
+    "fleet",
+    "forecast",
+    "weather",
+    "load",
+    "peak",
+    "reserve",
+    "market",
 ];
 
 fn synthetic_text(i: usize) -> String {
@@ -68,28 +112,48 @@ fn synthetic_text(i: usize) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let tenant = RequestContext::system(TenantId::new("bench").unwrap());
     let other = RequestContext::system(TenantId::new("other").unwrap());
     for n in sizes() {
         // ---- dense search on synthetic vectors ----
         let rss0 = rss_bytes();
         let store = EmbeddedStore::in_memory(DIMS);
-        let exact = EmbeddedStore::in_memory_with(DIMS, EmbeddedOptions { index_threshold: usize::MAX, ..Default::default() });
+        let exact = EmbeddedStore::in_memory_with(
+            DIMS,
+            EmbeddedOptions {
+                index_threshold: usize::MAX,
+                ..Default::default()
+            },
+        );
         let data = clustered_vectors(n, DIMS, 256, 1);
         let built = Instant::now();
         for (b, batch) in data.chunks(5_000).enumerate() {
             let recs: Vec<VectorRecord> = batch
                 .iter()
                 .enumerate()
-                .map(|(i, v)| VectorRecord::new(format!("c{}", b * 5_000 + i), format!("d{}", (b * 5_000 + i) / 8), v.clone(), "x").with_meta("lang", "en"))
+                .map(|(i, v)| {
+                    VectorRecord::new(
+                        format!("c{}", b * 5_000 + i),
+                        format!("d{}", (b * 5_000 + i) / 8),
+                        v.clone(),
+                        "x",
+                    )
+                    .with_meta("lang", "en")
+                })
                 .collect();
             rt.block_on(store.upsert(&tenant, recs.clone())).unwrap();
             rt.block_on(exact.upsert(&tenant, recs)).unwrap();
         }
         let build_time = built.elapsed();
         // Another tenant's data in the same store: queries must not pay for it.
-        let noise: Vec<VectorRecord> = clustered_vectors(n / 10, DIMS, 256, 2).into_iter().enumerate().map(|(i, v)| VectorRecord::new(format!("o{i}"), "o", v, "x")).collect();
+        let noise: Vec<VectorRecord> = clustered_vectors(n / 10, DIMS, 256, 2)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| VectorRecord::new(format!("o{i}"), "o", v, "x"))
+            .collect();
         rt.block_on(store.upsert(&other, noise)).unwrap();
         let mem_estimate = store.approx_memory_bytes(&tenant);
         let rss_growth = rss_bytes().saturating_sub(rss0) / 2; // two stores of the same data were built
@@ -98,15 +162,23 @@ fn bench(c: &mut Criterion) {
         let mut found = 0usize;
         for q in &queries {
             let t = Instant::now();
-            let hits = rt.block_on(store.search(&tenant, &VectorQuery::new(q.clone(), 10))).unwrap();
+            let hits = rt
+                .block_on(store.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+                .unwrap();
             lat.push(t.elapsed());
-            let truth = rt.block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10))).unwrap();
-            found += hits.iter().filter(|h| truth.iter().any(|x| x.id == h.id)).count();
+            let truth = rt
+                .block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+                .unwrap();
+            found += hits
+                .iter()
+                .filter(|h| truth.iter().any(|x| x.id == h.id))
+                .count();
         }
         let mut exact_lat = Vec::new();
         for q in queries.iter().take(100) {
             let t = Instant::now();
-            rt.block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10))).unwrap();
+            rt.block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+                .unwrap();
             exact_lat.push(t.elapsed());
         }
         lat.sort();
@@ -126,7 +198,8 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("dense_search_top10_n{n}"), |b| {
             b.iter(|| {
                 qi = (qi + 1) % queries.len();
-                rt.block_on(store.search(&tenant, &VectorQuery::new(queries[qi].clone(), 10))).unwrap()
+                rt.block_on(store.search(&tenant, &VectorQuery::new(queries[qi].clone(), 10)))
+                    .unwrap()
             })
         });
         drop(store);
@@ -136,15 +209,53 @@ fn bench(c: &mut Criterion) {
         let vectors = Arc::new(EmbeddedStore::in_memory(DIMS));
         let keywords = KeywordIndex::in_memory(Language::English);
         for start in (0..n).step_by(5_000) {
-            let texts: Vec<String> = (start..(start + 5_000).min(n)).map(synthetic_text).collect();
-            let recs: Vec<VectorRecord> = texts.iter().enumerate().map(|(i, t)| VectorRecord::new(format!("c{}", start + i), format!("d{}", start + i), embedder.vector(t), t.clone())).collect();
-            let kw: Vec<(String, Vec<KeywordChunk>)> = recs.iter().map(|r| (r.document_id.clone(), vec![KeywordChunk { id: r.id.clone(), text: r.text.clone(), metadata: Default::default() }])).collect();
+            let texts: Vec<String> = (start..(start + 5_000).min(n))
+                .map(synthetic_text)
+                .collect();
+            let recs: Vec<VectorRecord> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    VectorRecord::new(
+                        format!("c{}", start + i),
+                        format!("d{}", start + i),
+                        embedder.vector(t),
+                        t.clone(),
+                    )
+                })
+                .collect();
+            let kw: Vec<(String, Vec<KeywordChunk>)> = recs
+                .iter()
+                .map(|r| {
+                    (
+                        r.document_id.clone(),
+                        vec![KeywordChunk {
+                            id: r.id.clone(),
+                            text: r.text.clone(),
+                            metadata: Default::default(),
+                        }],
+                    )
+                })
+                .collect();
             rt.block_on(vectors.upsert(&tenant, recs)).unwrap();
             keywords.replace_documents(&tenant, &kw).unwrap();
         }
         let retriever = Retriever::new(embedder.clone(), vectors.clone()).with_keywords(keywords);
-        let qtexts: Vec<String> = (0..200).map(|i| format!("{} {} {}", WORDS[i % WORDS.len()], WORDS[(i * 7 + 3) % WORDS.len()], WORDS[(i * 13 + 5) % WORDS.len()])).collect();
-        let hybrid = |q: &str| SearchRequest::new(q, 10).with_mode(SearchMode::Hybrid { fusion: Default::default() });
+        let qtexts: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "{} {} {}",
+                    WORDS[i % WORDS.len()],
+                    WORDS[(i * 7 + 3) % WORDS.len()],
+                    WORDS[(i * 13 + 5) % WORDS.len()]
+                )
+            })
+            .collect();
+        let hybrid = |q: &str| {
+            SearchRequest::new(q, 10).with_mode(SearchMode::Hybrid {
+                fusion: Default::default(),
+            })
+        };
         let mut lat = Vec::new();
         for q in &qtexts {
             let t = Instant::now();
@@ -152,13 +263,18 @@ fn bench(c: &mut Criterion) {
             lat.push(t.elapsed());
         }
         lat.sort();
-        println!("[hybrid n={n}] p50 {:?} p99 {:?} (embed query + IVF top-40 + BM25 top-40 + RRF, tenant-scoped)", percentile(&lat, 0.5), percentile(&lat, 0.99));
+        println!(
+            "[hybrid n={n}] p50 {:?} p99 {:?} (embed query + IVF top-40 + BM25 top-40 + RRF, tenant-scoped)",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
         let _ = embedder.name();
         let mut qi = 0;
         c.bench_function(&format!("hybrid_search_top10_n{n}"), |b| {
             b.iter(|| {
                 qi = (qi + 1) % qtexts.len();
-                rt.block_on(retriever.search(&tenant, &hybrid(&qtexts[qi]))).unwrap()
+                rt.block_on(retriever.search(&tenant, &hybrid(&qtexts[qi])))
+                    .unwrap()
             })
         });
     }

@@ -44,18 +44,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = RequestContext::system(TenantId::new("eval")?);
     let started = std::time::Instant::now();
     eval::ingest(&ctx, &rag, &dataset).await?;
-    println!("dataset {dir}: {} docs, {} queries, ingested in {:.2?}", dataset.corpus.len(), dataset.queries.len(), started.elapsed());
+    println!(
+        "dataset {dir}: {} docs, {} queries, ingested in {:.2?}",
+        dataset.corpus.len(),
+        dataset.queries.len(),
+        started.elapsed()
+    );
     let runs = [
-        ("bm25", SearchRequest::new("", 100).with_mode(SearchMode::Keyword)),
-        ("dense", SearchRequest::new("", 100).with_mode(SearchMode::Dense)),
-        ("hybrid-rrf", SearchRequest::new("", 100).with_mode(SearchMode::Hybrid { fusion: Fusion::Rrf { k: 60.0 } })),
-        ("hybrid-weighted", SearchRequest::new("", 100).with_mode(SearchMode::Hybrid { fusion: Fusion::Weighted { dense_weight: 0.5 } })),
-        ("hybrid-rrf+mmr", SearchRequest::new("", 100).with_mode(SearchMode::Hybrid { fusion: Fusion::Rrf { k: 60.0 } }).reranked()),
+        (
+            "bm25",
+            SearchRequest::new("", 100).with_mode(SearchMode::Keyword),
+        ),
+        (
+            "dense",
+            SearchRequest::new("", 100).with_mode(SearchMode::Dense),
+        ),
+        (
+            "hybrid-rrf",
+            SearchRequest::new("", 100).with_mode(SearchMode::Hybrid {
+                fusion: Fusion::Rrf { k: 60.0 },
+            }),
+        ),
+        (
+            "hybrid-weighted",
+            SearchRequest::new("", 100).with_mode(SearchMode::Hybrid {
+                fusion: Fusion::Weighted { dense_weight: 0.5 },
+            }),
+        ),
+        (
+            "hybrid-rrf+mmr",
+            SearchRequest::new("", 100)
+                .with_mode(SearchMode::Hybrid {
+                    fusion: Fusion::Rrf { k: 60.0 },
+                })
+                .reranked(),
+        ),
     ];
-    println!("{:<18} {:>8} {:>11} {:>8}", "run", "nDCG@10", "Recall@100", "MRR@10");
+    println!(
+        "{:<18} {:>8} {:>11} {:>8}",
+        "run", "nDCG@10", "Recall@100", "MRR@10"
+    );
     for (name, req) in runs {
         let m = eval::evaluate(&ctx, &rag, &dataset, &req).await?;
-        println!("{name:<18} {:>8.4} {:>11.4} {:>8.4}", m.ndcg_at_10, m.recall_at_100, m.mrr_at_10);
+        println!(
+            "{name:<18} {:>8.4} {:>11.4} {:>8.4}",
+            m.ndcg_at_10, m.recall_at_100, m.mrr_at_10
+        );
     }
     Ok(())
 }

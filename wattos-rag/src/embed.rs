@@ -13,13 +13,16 @@ use wattos_core::{Error, RequestContext, Result};
 
 use crate::document::text_hash;
 
+/// Cached vectors plus insertion order for FIFO eviction.
+type VectorCache = (HashMap<String, Arc<Vec<f32>>>, VecDeque<String>);
+
 /// Wraps a model with a bounded in-memory cache keyed by (model name, SHA-256 of the text). Only
 /// texts not in the cache reach the model. Embeddings do not depend on the tenant, so the cache is
 /// shared; it never returns text, only vectors for text the caller already has.
 pub struct CachedEmbedder {
     inner: Arc<dyn EmbeddingModel>,
     capacity: usize,
-    cache: Mutex<(HashMap<String, Arc<Vec<f32>>>, VecDeque<String>)>,
+    cache: Mutex<VectorCache>,
     hits: AtomicU64,
     misses: AtomicU64,
 }

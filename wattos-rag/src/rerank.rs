@@ -160,10 +160,11 @@ pub(crate) fn parse_ranking(text: &str, n: usize) -> Vec<usize> {
         if c.is_ascii_digit() {
             num.push(c);
         } else if !num.is_empty() {
-            if let Ok(i) = num.parse::<usize>() {
-                if (1..=n).contains(&i) && !out.contains(&(i - 1)) {
-                    out.push(i - 1);
-                }
+            if let Ok(i) = num.parse::<usize>()
+                && (1..=n).contains(&i)
+                && !out.contains(&(i - 1))
+            {
+                out.push(i - 1);
             }
             num.clear();
         }

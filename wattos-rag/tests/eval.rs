@@ -1,4 +1,5 @@
 //! The shipped BEIR-layout dataset loads and the four runs score as documented.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -14,7 +15,11 @@ use wattos_rag::retrieve::{SearchMode, SearchRequest};
 
 #[tokio::test]
 async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
-    let dataset = BeirDataset::load(concat!(env!("CARGO_MANIFEST_DIR"), "/data/wattos-mini"), "test").unwrap();
+    let dataset = BeirDataset::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/wattos-mini"),
+        "test",
+    )
+    .unwrap();
     assert_eq!(dataset.corpus.len(), 40);
     assert_eq!(dataset.queries.len(), 36);
     let embedder = HashingEmbedder::shared(384);
@@ -31,25 +36,67 @@ async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
         r.rerank = rerank;
         r
     };
-    let bm25 = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Keyword, false)).await.unwrap();
-    let dense = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Dense, false)).await.unwrap();
-    let hybrid = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Hybrid { fusion: Fusion::Rrf { k: 60.0 } }, false)).await.unwrap();
-    let reranked = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Hybrid { fusion: Fusion::Rrf { k: 60.0 } }, true)).await.unwrap();
+    let bm25 = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Keyword, false))
+        .await
+        .unwrap();
+    let dense = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Dense, false))
+        .await
+        .unwrap();
+    let hybrid = eval::evaluate(
+        &ctx,
+        &rag,
+        &dataset,
+        &run(
+            SearchMode::Hybrid {
+                fusion: Fusion::Rrf { k: 60.0 },
+            },
+            false,
+        ),
+    )
+    .await
+    .unwrap();
+    let reranked = eval::evaluate(
+        &ctx,
+        &rag,
+        &dataset,
+        &run(
+            SearchMode::Hybrid {
+                fusion: Fusion::Rrf { k: 60.0 },
+            },
+            true,
+        ),
+    )
+    .await
+    .unwrap();
     for m in [bm25, dense, hybrid, reranked] {
         assert_eq!(m.queries, 36);
         assert!(m.ndcg_at_10 > 0.8 && m.ndcg_at_10 <= 1.0, "{m:?}");
     }
-    assert!(hybrid.ndcg_at_10 > bm25.ndcg_at_10, "hybrid {hybrid:?} vs bm25 {bm25:?}");
-    assert!(hybrid.ndcg_at_10 > dense.ndcg_at_10, "hybrid {hybrid:?} vs dense {dense:?}");
+    assert!(
+        hybrid.ndcg_at_10 > bm25.ndcg_at_10,
+        "hybrid {hybrid:?} vs bm25 {bm25:?}"
+    );
+    assert!(
+        hybrid.ndcg_at_10 > dense.ndcg_at_10,
+        "hybrid {hybrid:?} vs dense {dense:?}"
+    );
 }
 
 #[test]
 fn malformed_dataset_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("qrels")).unwrap();
-    std::fs::write(dir.path().join("corpus.jsonl"), "{\"_id\":\"a\",\"text\":\"x\"}\nnot json\n").unwrap();
+    std::fs::write(
+        dir.path().join("corpus.jsonl"),
+        "{\"_id\":\"a\",\"text\":\"x\"}\nnot json\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("queries.jsonl"), "").unwrap();
-    std::fs::write(dir.path().join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\n").unwrap();
+    std::fs::write(
+        dir.path().join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\n",
+    )
+    .unwrap();
     let err = BeirDataset::load(dir.path(), "test").unwrap_err();
     assert!(err.message().contains("corpus.jsonl line 2"), "{err}");
 }

@@ -1,4 +1,5 @@
 //! End-to-end ingestion, retrieval, reranking and answering with the embedded stack.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -446,6 +447,7 @@ async fn persistent_stack_survives_restart() {
     assert_eq!(again.unchanged(), 3, "content hashes persisted");
 }
 
+#[cfg(feature = "pdf")]
 /// Builds a one-page PDF with a Helvetica text line (offsets computed, so the xref is valid).
 fn tiny_pdf(text: &str) -> Vec<u8> {
     let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");

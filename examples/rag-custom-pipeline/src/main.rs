@@ -33,10 +33,24 @@ struct RecordLoader;
 #[async_trait]
 impl Loader for RecordLoader {
     async fn load(&self, _ctx: &RequestContext, source: Source) -> wattos_core::Result<Document> {
-        let raw = String::from_utf8(source.bytes).map_err(|_| wattos_core::Error::invalid_field("document", format!("{} is not UTF-8", source.id)))?;
-        let (dept, text) = raw.split_once('|').ok_or_else(|| wattos_core::Error::invalid_field("document", format!("{} has no department", source.id)))?;
-        Ok(Document { id: source.id, title: None, location: None, format: Format::Text, text: text.trim().to_owned(), metadata: Default::default() }
-            .with_meta("department", dept.trim()))
+        let raw = String::from_utf8(source.bytes).map_err(|_| {
+            wattos_core::Error::invalid_field("document", format!("{} is not UTF-8", source.id))
+        })?;
+        let (dept, text) = raw.split_once('|').ok_or_else(|| {
+            wattos_core::Error::invalid_field(
+                "document",
+                format!("{} has no department", source.id),
+            )
+        })?;
+        Ok(Document {
+            id: source.id,
+            title: None,
+            location: None,
+            format: Format::Text,
+            text: text.trim().to_owned(),
+            metadata: Default::default(),
+        }
+        .with_meta("department", dept.trim()))
     }
 }
 
@@ -44,8 +58,14 @@ impl Loader for RecordLoader {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let embedder = HashingEmbedder::shared(256);
     let tag_length = |_doc: &Document, chunk: &mut Chunk| -> wattos_core::Result<()> {
-        let kind = if chunk.text.len() > 120 { "long" } else { "short" };
-        chunk.metadata.insert("length".into(), serde_json::Value::from(kind));
+        let kind = if chunk.text.len() > 120 {
+            "long"
+        } else {
+            "short"
+        };
+        chunk
+            .metadata
+            .insert("length".into(), serde_json::Value::from(kind));
         Ok(())
     };
     let rag = RagBuilder::new(embedder.clone())
@@ -58,23 +78,66 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let ctx = RequestContext::system(TenantId::new("stadtwerke")?);
     let records = [
-        ("r1", "netz|Die Netzfrequenz liegt in Europa bei 50 Hertz. Bei Lastspitzen springen Batteriespeicher ein."),
-        ("r2", "netz|Umspannwerke wandeln Hochspannung in Mittelspannung um."),
-        ("r3", "vertrieb|Kunden können ihren Stromtarif online wechseln; die Kündigungsfrist beträgt einen Monat."),
-        ("r4", "vertrieb|Für Wärmepumpen gibt es einen günstigeren Heizstromtarif."),
-        ("r5", "netz|Batteriespeicher stabilisieren das Netz innerhalb von Sekunden."),
+        (
+            "r1",
+            "netz|Die Netzfrequenz liegt in Europa bei 50 Hertz. Bei Lastspitzen springen Batteriespeicher ein.",
+        ),
+        (
+            "r2",
+            "netz|Umspannwerke wandeln Hochspannung in Mittelspannung um.",
+        ),
+        (
+            "r3",
+            "vertrieb|Kunden können ihren Stromtarif online wechseln; die Kündigungsfrist beträgt einen Monat.",
+        ),
+        (
+            "r4",
+            "vertrieb|Für Wärmepumpen gibt es einen günstigeren Heizstromtarif.",
+        ),
+        (
+            "r5",
+            "netz|Batteriespeicher stabilisieren das Netz innerhalb von Sekunden.",
+        ),
     ];
-    let report = rag.ingest(&ctx, records.iter().map(|(id, body)| Source::new(*id, *body)).collect()).await?;
-    println!("indexed {} records, {} chunks", report.indexed(), report.chunks());
+    let report = rag
+        .ingest(
+            &ctx,
+            records
+                .iter()
+                .map(|(id, body)| Source::new(*id, *body))
+                .collect(),
+        )
+        .await?;
+    println!(
+        "indexed {} records, {} chunks",
+        report.indexed(),
+        report.chunks()
+    );
 
     let req = SearchRequest::new("Batteriespeicher Netz", 3)
-        .with_mode(SearchMode::Hybrid { fusion: Fusion::Weighted { dense_weight: 0.4 } })
+        .with_mode(SearchMode::Hybrid {
+            fusion: Fusion::Weighted { dense_weight: 0.4 },
+        })
         .with_filter(Filter::eq("department", "netz"))
         .reranked();
     for hit in rag.search(&ctx, &req).await? {
-        println!("{:.3}  {}  [{}]  {}", hit.score, hit.id, hit.metadata["length"], hit.text);
+        println!(
+            "{:.3}  {}  [{}]  {}",
+            hit.score, hit.id, hit.metadata["length"], hit.text
+        );
     }
-    let tarif = rag.search(&ctx, &SearchRequest::new("Tarife", 2).with_mode(SearchMode::Keyword)).await?;
-    println!("\nGerman stemming: 'Tarife' finds {:?}", tarif.iter().map(|h| h.document_id.as_str()).collect::<Vec<_>>());
+    let tarif = rag
+        .search(
+            &ctx,
+            &SearchRequest::new("Wärmepumpe", 2).with_mode(SearchMode::Keyword),
+        )
+        .await?;
+    println!(
+        "\nGerman stemming: 'Wärmepumpe' finds {:?}",
+        tarif
+            .iter()
+            .map(|h| h.document_id.as_str())
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -29,10 +29,26 @@ impl ChatModel for Extractive {
     fn name(&self) -> &str {
         "extractive"
     }
-    async fn chat(&self, _ctx: &RequestContext, req: ChatRequest) -> wattos_core::Result<ChatResponse> {
+    async fn chat(
+        &self,
+        _ctx: &RequestContext,
+        req: ChatRequest,
+    ) -> wattos_core::Result<ChatResponse> {
         let prompt = req.messages.last().map(|m| m.text()).unwrap_or_default();
-        let first = prompt.split("[1]").nth(1).and_then(|s| s.lines().nth(1)).unwrap_or("I do not know.");
-        let sentence = first.split_inclusive('.').next().unwrap_or(first).trim_end_matches('.');
+        let first = prompt
+            .split("[1]")
+            .nth(1)
+            .and_then(|s| {
+                s.lines()
+                    .skip(1)
+                    .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            })
+            .unwrap_or("I do not know.");
+        let sentence = first
+            .split_inclusive('.')
+            .next()
+            .unwrap_or(first)
+            .trim_end_matches('.');
         Ok(ChatResponse {
             id: "local".into(),
             model: req.model,
@@ -48,7 +64,10 @@ impl ChatModel for Extractive {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("wattos-rag-embedded-example"));
+    let dir = std::env::args()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("wattos-rag-embedded-example"));
     let rag = Rag::open(&dir, Arc::new(HashingEmbedder::new(384)))?;
     let ctx = RequestContext::system(TenantId::new("demo")?);
 
@@ -62,16 +81,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
         )
         .await?;
-    println!("indexed {} documents ({} chunks), {} unchanged, {} failed (data in {})", report.indexed(), report.chunks(), report.unchanged(), report.failed().len(), dir.display());
+    println!(
+        "indexed {} documents ({} chunks), {} unchanged, {} failed (data in {})",
+        report.indexed(),
+        report.chunks(),
+        report.unchanged(),
+        report.failed().len(),
+        dir.display()
+    );
 
-    for hit in rag.search(&ctx, &SearchRequest::new("how does a heat pump heat a house", 3)).await? {
-        println!("{:.4}  {}  {:?}", hit.score, hit.id, hit.metadata.get("section"));
+    for hit in rag
+        .search(
+            &ctx,
+            &SearchRequest::new("how does a heat pump heat a house", 3),
+        )
+        .await?
+    {
+        println!(
+            "{:.4}  {}  {:?}",
+            hit.score,
+            hit.id,
+            hit.metadata.get("section")
+        );
     }
 
-    let answer = rag.answer(&ctx, &Extractive, "How does a heat pump work?", &AnswerOptions::new("extractive")).await?;
+    let answer = rag
+        .answer(
+            &ctx,
+            &Extractive,
+            "How does a heat pump work?",
+            &AnswerOptions::new("extractive"),
+        )
+        .await?;
     println!("\nanswer: {}", answer.text);
     for s in &answer.cited {
-        println!("  [{}] {} ({:?}), chars {:?}..{:?}, score {:.4}", s.number, s.document_id, s.title, s.start_char, s.end_char, s.score);
+        println!(
+            "  [{}] {} ({:?}), chars {:?}..{:?}, score {:.4}",
+            s.number, s.document_id, s.title, s.start_char, s.end_char, s.score
+        );
     }
     Ok(())
 }

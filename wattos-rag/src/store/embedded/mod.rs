@@ -155,12 +155,12 @@ impl Partition {
         let Some(slot) = self.ids.remove(id) else {
             return false;
         };
-        if let Some(meta) = self.slots[slot as usize].take() {
-            if let Some(list) = self.by_document.get_mut(&meta.document_id) {
-                list.retain(|s| *s != slot);
-                if list.is_empty() {
-                    self.by_document.remove(&meta.document_id);
-                }
+        if let Some(meta) = self.slots[slot as usize].take()
+            && let Some(list) = self.by_document.get_mut(&meta.document_id)
+        {
+            list.retain(|s| *s != slot);
+            if list.is_empty() {
+                self.by_document.remove(&meta.document_id);
             }
         }
         if let Some(mut ivf) = self.ivf.take() {
