@@ -1,0 +1,288 @@
+//! Search latency and recall of the embedded store, and hybrid (dense + BM25 + RRF) latency.
+//!
+//! ```text
+//! cargo bench -p wattos-rag --bench search
+//! WATTOS_BENCH_SIZES=10000 cargo bench -p wattos-rag --bench search   # quicker
+//! ```
+//!
+//! Before the criterion runs, each size prints p50/p99 over 500 queries, recall@10 against exact
+//! search, and memory (store estimate and process RSS growth). Vectors are synthetic: 384-d unit
+//! vectors around 256 cluster centres (the shape of real embeddings). Two tenants share the store;
+//! every query is scoped to one of them.
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wattos_core::embedding::EmbeddingModel;
+use wattos_core::test_utils::embed::HashingEmbedder;
+use wattos_core::vector_store::{VectorQuery, VectorRecord, VectorStore};
+use wattos_core::{RequestContext, TenantId};
+use wattos_rag::keyword::{KeywordChunk, KeywordIndex, Language};
+use wattos_rag::retrieve::{Retriever, SearchMode, SearchRequest};
+use wattos_rag::store::{EmbeddedOptions, EmbeddedStore};
+use wattos_rag::synthetic::clustered_vectors;
+
+const DIMS: usize = 384;
+
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn sizes() -> Vec<usize> {
+    std::env::var("WATTOS_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000])
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+const WORDS: &[&str] = &[
+    "energy",
+    "grid",
+    "solar",
+    "wind",
+    "battery",
+    "storage",
+    "heat",
+    "pump",
+    "price",
+    "tariff",
+    "network",
+    "voltage",
+    "frequency",
+    "demand",
+    "supply",
+    "customer",
+    "contract",
+    "meter",
+    "reading",
+    "invoice",
+    "outage",
+    "repair",
+    "cable",
+    "transformer",
+    "station",
+    "hydrogen",
+    "gas",
+    "pipeline",
+    "district",
+    "heating",
+    "efficiency",
+    "insulation",
+    "roof",
+    "panel",
+    "inverter",
+    "charging",
+    "vehicle",
+    "fleet",
+    "forecast",
+    "weather",
+    "load",
+    "peak",
+    "reserve",
+    "market",
+];
+
+fn synthetic_text(i: usize) -> String {
+    let mut x = i as u64 * 2_654_435_761 + 17;
+    (0..40)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Zipf-like: low indexes far more often.
+            let r = (x % 10_000) as f64 / 10_000.0;
+            WORDS[((r * r * r) * WORDS.len() as f64) as usize % WORDS.len()]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        + &format!(" doc{i}")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tenant = RequestContext::system(TenantId::new("bench").unwrap());
+    let other = RequestContext::system(TenantId::new("other").unwrap());
+    for n in sizes() {
+        // ---- dense search on synthetic vectors ----
+        let rss0 = rss_bytes();
+        let store = EmbeddedStore::in_memory(DIMS);
+        let exact = EmbeddedStore::in_memory_with(
+            DIMS,
+            EmbeddedOptions {
+                index_threshold: usize::MAX,
+                ..Default::default()
+            },
+        );
+        let data = clustered_vectors(n, DIMS, 256, 1);
+        let built = Instant::now();
+        for (b, batch) in data.chunks(5_000).enumerate() {
+            let recs: Vec<VectorRecord> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    VectorRecord::new(
+                        format!("c{}", b * 5_000 + i),
+                        format!("d{}", (b * 5_000 + i) / 8),
+                        v.clone(),
+                        "x",
+                    )
+                    .with_meta("lang", "en")
+                })
+                .collect();
+            rt.block_on(store.upsert(&tenant, recs.clone())).unwrap();
+            rt.block_on(exact.upsert(&tenant, recs)).unwrap();
+        }
+        let build_time = built.elapsed();
+        // Another tenant's data in the same store: queries must not pay for it.
+        let noise: Vec<VectorRecord> = clustered_vectors(n / 10, DIMS, 256, 2)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| VectorRecord::new(format!("o{i}"), "o", v, "x"))
+            .collect();
+        rt.block_on(store.upsert(&other, noise)).unwrap();
+        let mem_estimate = store.approx_memory_bytes(&tenant);
+        let rss_growth = rss_bytes().saturating_sub(rss0) / 2; // two stores of the same data were built
+        let queries = clustered_vectors(500, DIMS, 256, 3);
+        let mut lat = Vec::with_capacity(queries.len());
+        let mut found = 0usize;
+        for q in &queries {
+            let t = Instant::now();
+            let hits = rt
+                .block_on(store.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+                .unwrap();
+            lat.push(t.elapsed());
+            let truth = rt
+                .block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+                .unwrap();
+            found += hits
+                .iter()
+                .filter(|h| truth.iter().any(|x| x.id == h.id))
+                .count();
+        }
+        let mut exact_lat = Vec::new();
+        for q in queries.iter().take(100) {
+            let t = Instant::now();
+            rt.block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+                .unwrap();
+            exact_lat.push(t.elapsed());
+        }
+        lat.sort();
+        exact_lat.sort();
+        println!(
+            "[dense n={n}] build {build_time:.2?}; ivf p50 {:?} p99 {:?}; exact p50 {:?} p99 {:?}; recall@10 {:.3}; memory: estimate {:.1} MiB, RSS growth {:.1} MiB per store",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&exact_lat, 0.5),
+            percentile(&exact_lat, 0.99),
+            found as f64 / (queries.len() * 10) as f64,
+            mem_estimate as f64 / 1048576.0,
+            rss_growth as f64 / 1048576.0,
+        );
+        drop(exact);
+        let mut qi = 0;
+        c.bench_function(&format!("dense_search_top10_n{n}"), |b| {
+            b.iter(|| {
+                qi = (qi + 1) % queries.len();
+                rt.block_on(store.search(&tenant, &VectorQuery::new(queries[qi].clone(), 10)))
+                    .unwrap()
+            })
+        });
+        drop(store);
+
+        // ---- hybrid search: hashing-embedded synthetic text, BM25, RRF, tenant-scoped ----
+        let embedder = HashingEmbedder::shared(DIMS);
+        let vectors = Arc::new(EmbeddedStore::in_memory(DIMS));
+        let keywords = KeywordIndex::in_memory(Language::English);
+        for start in (0..n).step_by(5_000) {
+            let texts: Vec<String> = (start..(start + 5_000).min(n))
+                .map(synthetic_text)
+                .collect();
+            let recs: Vec<VectorRecord> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    VectorRecord::new(
+                        format!("c{}", start + i),
+                        format!("d{}", start + i),
+                        embedder.vector(t),
+                        t.clone(),
+                    )
+                })
+                .collect();
+            let kw: Vec<(String, Vec<KeywordChunk>)> = recs
+                .iter()
+                .map(|r| {
+                    (
+                        r.document_id.clone(),
+                        vec![KeywordChunk {
+                            id: r.id.clone(),
+                            text: r.text.clone(),
+                            metadata: Default::default(),
+                        }],
+                    )
+                })
+                .collect();
+            rt.block_on(vectors.upsert(&tenant, recs)).unwrap();
+            keywords.replace_documents(&tenant, &kw).unwrap();
+        }
+        let retriever = Retriever::new(embedder.clone(), vectors.clone()).with_keywords(keywords);
+        let qtexts: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "{} {} {}",
+                    WORDS[i % WORDS.len()],
+                    WORDS[(i * 7 + 3) % WORDS.len()],
+                    WORDS[(i * 13 + 5) % WORDS.len()]
+                )
+            })
+            .collect();
+        let hybrid = |q: &str| {
+            SearchRequest::new(q, 10).with_mode(SearchMode::Hybrid {
+                fusion: Default::default(),
+            })
+        };
+        let mut lat = Vec::new();
+        for q in &qtexts {
+            let t = Instant::now();
+            rt.block_on(retriever.search(&tenant, &hybrid(q))).unwrap();
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!(
+            "[hybrid n={n}] p50 {:?} p99 {:?} (embed query + IVF top-40 + BM25 top-40 + RRF, tenant-scoped)",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+        let _ = embedder.name();
+        let mut qi = 0;
+        c.bench_function(&format!("hybrid_search_top10_n{n}"), |b| {
+            b.iter(|| {
+                qi = (qi + 1) % qtexts.len();
+                rt.block_on(retriever.search(&tenant, &hybrid(&qtexts[qi])))
+                    .unwrap()
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

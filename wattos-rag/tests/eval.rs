@@ -1,0 +1,102 @@
+//! The shipped BEIR-layout dataset loads and the four runs score as documented.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use wattos_core::test_utils::embed::HashingEmbedder;
+use wattos_core::{RequestContext, TenantId};
+use wattos_rag::RagBuilder;
+use wattos_rag::chunk::StructuredChunker;
+use wattos_rag::eval::{self, BeirDataset};
+use wattos_rag::fusion::Fusion;
+use wattos_rag::keyword::{KeywordIndex, Language};
+use wattos_rag::rerank::MmrReranker;
+use wattos_rag::retrieve::{SearchMode, SearchRequest};
+
+#[tokio::test]
+async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
+    let dataset = BeirDataset::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/wattos-mini"),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(dataset.corpus.len(), 40);
+    assert_eq!(dataset.queries.len(), 36);
+    let embedder = HashingEmbedder::shared(384);
+    let rag = RagBuilder::new(embedder.clone())
+        .chunker(Arc::new(StructuredChunker::new(512).unwrap()))
+        .keyword_index(KeywordIndex::in_memory(Language::English))
+        .reranker(Arc::new(MmrReranker::new(embedder, 0.8)))
+        .build()
+        .unwrap();
+    let ctx = RequestContext::system(TenantId::new("eval").unwrap());
+    eval::ingest(&ctx, &rag, &dataset).await.unwrap();
+    let run = |mode: SearchMode, rerank: bool| {
+        let mut r = SearchRequest::new("", 100).with_mode(mode);
+        r.rerank = rerank;
+        r
+    };
+    let bm25 = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Keyword, false))
+        .await
+        .unwrap();
+    let dense = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Dense, false))
+        .await
+        .unwrap();
+    let hybrid = eval::evaluate(
+        &ctx,
+        &rag,
+        &dataset,
+        &run(
+            SearchMode::Hybrid {
+                fusion: Fusion::Rrf { k: 60.0 },
+            },
+            false,
+        ),
+    )
+    .await
+    .unwrap();
+    let reranked = eval::evaluate(
+        &ctx,
+        &rag,
+        &dataset,
+        &run(
+            SearchMode::Hybrid {
+                fusion: Fusion::Rrf { k: 60.0 },
+            },
+            true,
+        ),
+    )
+    .await
+    .unwrap();
+    for m in [bm25, dense, hybrid, reranked] {
+        assert_eq!(m.queries, 36);
+        assert!(m.ndcg_at_10 > 0.8 && m.ndcg_at_10 <= 1.0, "{m:?}");
+    }
+    assert!(
+        hybrid.ndcg_at_10 > bm25.ndcg_at_10,
+        "hybrid {hybrid:?} vs bm25 {bm25:?}"
+    );
+    assert!(
+        hybrid.ndcg_at_10 > dense.ndcg_at_10,
+        "hybrid {hybrid:?} vs dense {dense:?}"
+    );
+}
+
+#[test]
+fn malformed_dataset_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("qrels")).unwrap();
+    std::fs::write(
+        dir.path().join("corpus.jsonl"),
+        "{\"_id\":\"a\",\"text\":\"x\"}\nnot json\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("queries.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.path().join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\n",
+    )
+    .unwrap();
+    let err = BeirDataset::load(dir.path(), "test").unwrap_err();
+    assert!(err.message().contains("corpus.jsonl line 2"), "{err}");
+}
