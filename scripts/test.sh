@@ -40,5 +40,5 @@ fi
 if [[ $# -gt 0 ]]; then
   exec cargo test --locked "$@"
 fi
-cargo test --locked --workspace --lib --bins --tests --examples
-cargo test --locked --workspace --doc
+cargo test --locked --workspace --all-features --lib --bins --tests --examples
+cargo test --locked --workspace --all-features --doc

@@ -2,7 +2,7 @@
 //! checkpointer and with the in-memory, SQLite and Postgres checkpointers (one checkpoint per step).
 //!
 //! `cargo bench -p wattos-agents --bench graph_steps`; time per iteration / 1,000 = per-step overhead.
-//! Postgres: `WATTOS_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`); skipped with a
+//! Postgres: `PG_TEST_URL` (default `postgres://postgres@127.0.0.1:5432/test`); skipped with a
 //! message when unreachable.
 #![allow(missing_docs)]
 
@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    let url = std::env::var("WATTOS_TEST_PG_URL")
+    let url = std::env::var("PG_TEST_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let only = std::env::var("WATTOS_BENCH_PG").unwrap_or_default();
     for (name, synchronous_commit, durability) in [

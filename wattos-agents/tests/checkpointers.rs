@@ -1,5 +1,5 @@
 //! The conformance suite and a persisted graph run on every checkpointer. Postgres tests use the
-//! machine's PostgreSQL (`WATTOS_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+//! machine's PostgreSQL (`PG_TEST_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use wattos_core::checkpoint::{Checkpointer, ThreadId};
 use wattos_core::{RequestContext, TenantId};
 
 pub fn pg_url() -> String {
-    std::env::var("WATTOS_TEST_PG_URL")
+    std::env::var("PG_TEST_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 

@@ -32,7 +32,7 @@ graph_state! {
 }
 
 fn pg_url() -> String {
-    std::env::var("WATTOS_TEST_PG_URL")
+    std::env::var("PG_TEST_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 

@@ -1,5 +1,5 @@
 //! Postgres usage sink against the machine's PostgreSQL (127.0.0.1:5432, database `test`, or
-//! `DATABASE_URL`).
+//! `PG_TEST_URL`).
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -15,7 +15,7 @@ use wattos_llm::usage::{PostgresUsageSink, PostgresUsageSinkConfig, UsageSink};
 
 #[tokio::test]
 async fn records_every_attempt_in_batches() {
-    let url = std::env::var("DATABASE_URL")
+    let url = std::env::var("PG_TEST_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)

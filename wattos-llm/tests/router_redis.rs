@@ -1,5 +1,5 @@
 //! Redis state: atomic windows and budgets shared by several router instances (needs the machine's
-//! Redis at 127.0.0.1:6379, or `REDIS_URL`). Every test uses its own key prefix.
+//! Redis at 127.0.0.1:6379, or `REDIS_TEST_URL`). Every test uses its own key prefix.
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -23,7 +23,7 @@ use wattos_llm::state::RedisState;
 use wattos_llm::usage::MemoryUsageSink;
 
 fn url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 async fn state() -> Arc<RedisState> {

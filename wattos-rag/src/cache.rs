@@ -243,7 +243,8 @@ mod tests {
     #[cfg(feature = "redis")]
     #[tokio::test]
     async fn redis_cache_is_tenant_scoped() {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url =
+            std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let cache =
             RedisQueryCache::connect(&url, format!("wattos-test-{}", std::process::id()), 60)
                 .await

@@ -14,8 +14,8 @@ use crate::middleware::{
     REQUEST_ID_HEADER, http_metrics, load_shed, request_context, request_timeout,
 };
 use crate::routes;
-use wattos_core::tenancy::Permission;
 use crate::state::AppState;
+use wattos_core::tenancy::Permission;
 
 /// Builds the application router for `state`.
 ///

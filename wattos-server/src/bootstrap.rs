@@ -39,7 +39,11 @@ impl HealthCheck for UnloadedModel {
     }
 }
 
-async fn load_local_models(settings: &Settings, catalog: &mut ModelCatalog, health: &mut HealthRegistry) {
+async fn load_local_models(
+    settings: &Settings,
+    catalog: &mut ModelCatalog,
+    health: &mut HealthRegistry,
+) {
     let dir = settings.core.models.dir.clone();
     if settings.local_models.embeddings {
         let d = dir.clone();
@@ -47,7 +51,10 @@ async fn load_local_models(settings: &Settings, catalog: &mut ModelCatalog, heal
             Ok(Ok(m)) => catalog.add_embedding(LOCAL_EMBEDDING_MODEL, "wattos", Arc::new(m)),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "local embedding model not loaded");
-                health.register(UnloadedModel { name: format!("model:{LOCAL_EMBEDDING_MODEL}"), reason: e.to_string() });
+                health.register(UnloadedModel {
+                    name: format!("model:{LOCAL_EMBEDDING_MODEL}"),
+                    reason: e.to_string(),
+                });
             }
             Err(e) => tracing::error!(error = %e, "loading the local embedding model panicked"),
         }
@@ -58,7 +65,10 @@ async fn load_local_models(settings: &Settings, catalog: &mut ModelCatalog, heal
             Ok(Ok(m)) => catalog.add_chat(LOCAL_CHAT_MODEL, "wattos", Arc::new(m)),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "local chat model not loaded");
-                health.register(UnloadedModel { name: format!("model:{LOCAL_CHAT_MODEL}"), reason: e.to_string() });
+                health.register(UnloadedModel {
+                    name: format!("model:{LOCAL_CHAT_MODEL}"),
+                    reason: e.to_string(),
+                });
             }
             Err(e) => tracing::error!(error = %e, "loading the local chat model panicked"),
         }
@@ -71,17 +81,22 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
         Some(db) => db.url.expose().clone(),
         None => {
             std::fs::create_dir_all(&core.data_dir).map_err(|e| {
-                Error::unavailable(format!("cannot create {}: {e}", core.data_dir.display())).with_source(e)
+                Error::unavailable(format!("cannot create {}: {e}", core.data_dir.display()))
+                    .with_source(e)
             })?;
-            format!("sqlite://{}?mode=rwc", core.data_dir.join("wattos.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                core.data_dir.join("wattos.db").display()
+            )
         }
     };
     let store = SqlStore::connect(&url).await?;
-    let pepper = settings
-        .auth
-        .key_pepper
-        .as_ref()
-        .ok_or_else(|| Error::invalid_field("auth.key_pepper", "is required when auth.mode is 'required'"))?;
+    let pepper = settings.auth.key_pepper.as_ref().ok_or_else(|| {
+        Error::invalid_field(
+            "auth.key_pepper",
+            "is required when auth.mode is 'required'",
+        )
+    })?;
     let mut parts = AuthParts::embedded(store, KeyHasher::new(pepper.expose())?);
     parts.request_timeout = Some(core.server.request_timeout);
     if core.mode == DeploymentMode::Shared
@@ -99,7 +114,12 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
                 ttl: Duration::from_secs(300),
                 min_refresh: Duration::from_secs(30),
             },
-            (None, None) => return Err(Error::invalid_field("auth.jwt", "needs hs256_secret or jwks_url")),
+            (None, None) => {
+                return Err(Error::invalid_field(
+                    "auth.jwt",
+                    "needs hs256_secret or jwks_url",
+                ));
+            }
         };
         let mut cfg = JwtConfig::new(keys);
         if let Some(iss) = &jwt.issuer {
@@ -108,10 +128,14 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
         if let Some(aud) = &jwt.audience {
             cfg = cfg.with_audience(aud.clone());
         }
-        parts.jwt = Some(Arc::new(JwtAuthenticator::new(cfg, parts.revocations.clone())?));
+        parts.jwt = Some(Arc::new(JwtAuthenticator::new(
+            cfg,
+            parts.revocations.clone(),
+        )?));
     }
     let auth = Auth::new(parts);
-    auth.api_keys().spawn_last_used_flusher(Duration::from_secs(30));
+    auth.api_keys()
+        .spawn_last_used_flusher(Duration::from_secs(30));
     Ok(auth)
 }
 
@@ -125,8 +149,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let mut catalog = ModelCatalog::default();
     load_local_models(&settings, &mut catalog, &mut health).await;
     for (name, cfg) in &settings.providers.providers {
-        let model = wattos_llm::registry::build_chat_model(cfg)
-            .map_err(|e| Error::invalid_field(format!("llm.providers.{name}"), e.message().to_owned()))?;
+        let model = wattos_llm::registry::build_chat_model(cfg).map_err(|e| {
+            Error::invalid_field(format!("llm.providers.{name}"), e.message().to_owned())
+        })?;
         catalog.add_chat(name.clone(), cfg.kind(), model);
     }
     let auth = match settings.auth.mode {

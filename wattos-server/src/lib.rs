@@ -18,15 +18,15 @@
 //! Operational endpoints: `/health/liveness`, `/health/readiness`, `/health`, `/metrics`.
 
 mod app;
-pub mod bootstrap;
 pub mod auth;
+pub mod bootstrap;
 pub mod checks;
 pub mod error;
 pub mod gateway;
 pub mod middleware;
 pub mod routes;
-pub mod settings;
 mod serve;
+pub mod settings;
 mod state;
 pub mod telemetry;
 pub mod tenancy;

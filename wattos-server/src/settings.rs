@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use wattos_core::config::{Config, ConfigError, ConfigReader, ConfigSources, DeploymentMode, Secret};
+use wattos_core::config::{
+    Config, ConfigError, ConfigReader, ConfigSources, DeploymentMode, Secret,
+};
 use wattos_llm::registry::ProvidersConfig;
 
 /// Whether requests must authenticate.
@@ -86,7 +88,12 @@ impl Settings {
         };
         let providers = read_providers(&mut r);
         r.finish()?;
-        Ok(Self { core, auth, local_models, providers })
+        Ok(Self {
+            core,
+            auth,
+            local_models,
+            providers,
+        })
     }
 }
 
@@ -95,11 +102,17 @@ fn read_auth(r: &mut ConfigReader, mode: DeploymentMode) -> AuthSettings {
         DeploymentMode::Embedded => "none",
         DeploymentMode::Shared => "required",
     };
-    let mode = match r.or::<String>("auth.mode", default_mode.to_owned()).as_str() {
+    let mode = match r
+        .or::<String>("auth.mode", default_mode.to_owned())
+        .as_str()
+    {
         "none" => AuthMode::None,
         "required" => AuthMode::Required,
         other => {
-            r.problem("auth.mode", format!("expected 'none' or 'required', got '{other}'"));
+            r.problem(
+                "auth.mode",
+                format!("expected 'none' or 'required', got '{other}'"),
+            );
             AuthMode::Required
         }
     };
@@ -128,7 +141,11 @@ fn read_auth(r: &mut ConfigReader, mode: DeploymentMode) -> AuthSettings {
         r.problem("auth.jwt", "set either hs256_secret or jwks_url, not both");
     }
     let jwt = (jwt.hs256_secret.is_some() || jwt.jwks_url.is_some()).then_some(jwt);
-    AuthSettings { mode, key_pepper, jwt }
+    AuthSettings {
+        mode,
+        key_pepper,
+        jwt,
+    }
 }
 
 fn read_providers(r: &mut ConfigReader) -> ProvidersConfig {
@@ -140,7 +157,10 @@ fn read_providers(r: &mut ConfigReader) -> ProvidersConfig {
         if k == "providers" {
             table.insert(k, v);
         } else {
-            r.problem(&format!("llm.{k}"), "unknown setting (only llm.providers.<name> is read)");
+            r.problem(
+                &format!("llm.{k}"),
+                "unknown setting (only llm.providers.<name> is read)",
+            );
         }
     }
     let text = toml::to_string(&table).unwrap_or_default();

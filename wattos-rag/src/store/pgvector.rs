@@ -363,9 +363,9 @@ mod tests {
     use super::*;
     use crate::conformance;
 
-    /// `WATTOS_PGVECTOR_URL`, else starts the wheel's server with `scripts/pgvector.sh start`.
+    /// `PGVECTOR_TEST_URL`, else starts the wheel's server with `scripts/pgvector.sh start`.
     fn pg_url() -> String {
-        if let Ok(u) = std::env::var("WATTOS_PGVECTOR_URL") {
+        if let Ok(u) = std::env::var("PGVECTOR_TEST_URL") {
             return u;
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pgvector.sh");
