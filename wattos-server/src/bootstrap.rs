@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use wattos_core::config::DeploymentMode;
 use wattos_core::health::{ComponentHealth, HealthCheck, HealthRegistry};
+use wattos_core::tenancy::Tenant;
 use wattos_core::{Error, Result};
 use wattos_llm::local::{MiniLmEmbedder, SmolLm, SmolLmOptions};
 
@@ -98,6 +99,22 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
         )
     })?;
     let mut parts = AuthParts::embedded(store, KeyHasher::new(pepper.expose())?);
+    // The platform tenant must exist so a platform admin can create the first tenants and keys.
+    let platform = parts.platform_tenant.clone();
+    if parts.tenants.get_tenant(&platform).await?.is_none() {
+        let tenant = Tenant {
+            id: platform.clone(),
+            name: "Platform administration".into(),
+            disabled: false,
+            created_at_ms: crate::auth::now_ms(),
+        };
+        // Another instance may create it at the same moment: a conflict is fine.
+        match parts.tenants.create_tenant(&tenant).await {
+            Ok(()) => tracing::info!(tenant = %platform, "created the platform tenant"),
+            Err(e) if e.kind() == wattos_core::ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+    }
     parts.request_timeout = Some(core.server.request_timeout);
     if core.mode == DeploymentMode::Shared
         && let Some(redis) = &core.redis
