@@ -1,7 +1,9 @@
 //! Turns a [`ChatRequest`] into the prompt text a local model sees: tool and JSON instructions in the
 //! system turn, tool calls and results replayed in the tool-calling convention, then the chat template.
 
-use wattos_core::llm::{ChatRequest, ContentPart, Message, ResponseFormat, ToolChoice};
+use wattos_core::llm::{
+    ChatRequest, ContentPart, Message, ResponseFormat, ToolChoice, ToolDefinition,
+};
 use wattos_core::{Error, Result};
 
 use super::chat_template::{ChatTemplate, TemplateMessage};
@@ -115,7 +117,8 @@ pub(crate) fn build(
     let mut text = template
         .render(&messages, bos_token, eos_token)
         .map_err(Error::invalid_input)?;
-    let forced_prefix = forced_prefix(req.tool_choice.as_ref(), tools_enabled);
+    let offered: &[ToolDefinition] = if tools_enabled { &req.tools } else { &[] };
+    let forced_prefix = forced_prefix(req.tool_choice.as_ref(), offered);
     text.push_str(&forced_prefix);
     Ok(Prompt {
         text,

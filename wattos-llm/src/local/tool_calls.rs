@@ -57,12 +57,16 @@ pub fn render_tool_prompt(tools: &[ToolDefinition], choice: &ToolChoice) -> Stri
 }
 
 /// Text the assistant turn is pre-filled with so that a required tool call starts right away.
-pub(crate) fn forced_prefix(choice: Option<&ToolChoice>, has_tools: bool) -> String {
-    match choice {
-        Some(ToolChoice::Required) if has_tools => format!("{TOOL_CALL_OPEN}[{{\"name\": \""),
-        Some(ToolChoice::Tool { name }) if has_tools => {
-            format!("{TOOL_CALL_OPEN}[{{\"name\": \"{name}\", \"arguments\": ")
-        }
+/// `tools` are the tools offered (none when tools are disabled). A required call with a single
+/// tool offered names that tool, as a forced choice of it would: small models otherwise copy the
+/// example name from the instructions.
+pub(crate) fn forced_prefix(choice: Option<&ToolChoice>, tools: &[ToolDefinition]) -> String {
+    let named = |name: &str| format!("{TOOL_CALL_OPEN}[{{\"name\": \"{name}\", \"arguments\": ");
+    match (choice, tools) {
+        (_, []) => String::new(),
+        (Some(ToolChoice::Required), [only]) => named(&only.name),
+        (Some(ToolChoice::Required), _) => format!("{TOOL_CALL_OPEN}[{{\"name\": \""),
+        (Some(ToolChoice::Tool { name }), _) => named(name),
         _ => String::new(),
     }
 }
@@ -221,8 +225,17 @@ mod tests {
                 .contains("must call")
         );
         assert!(
-            forced_prefix(Some(&ToolChoice::Tool { name: "t".into() }), true).contains("\"t\"")
+            forced_prefix(
+                Some(&ToolChoice::Tool { name: "t".into() }),
+                std::slice::from_ref(&tool)
+            )
+            .contains("\"t\"")
         );
-        assert!(forced_prefix(Some(&ToolChoice::Auto), true).is_empty());
+        assert!(forced_prefix(Some(&ToolChoice::Auto), std::slice::from_ref(&tool)).is_empty());
+        assert!(forced_prefix(Some(&ToolChoice::Required), &[]).is_empty());
+        assert!(
+            forced_prefix(Some(&ToolChoice::Required), std::slice::from_ref(&tool))
+                .contains(&format!("\"{}\", \"arguments\"", tool.name))
+        );
     }
 }
