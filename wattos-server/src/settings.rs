@@ -172,3 +172,69 @@ fn read_providers(r: &mut ConfigReader) -> ProvidersConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(file: &str, env: &[(&str, &str)]) -> ConfigSources {
+        ConfigSources {
+            file: Some(("wattos.toml".into(), file.into())),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn providers_are_read_from_llm_providers() {
+        let s = Settings::from_sources(&sources(
+            "[llm.providers.gpt-4o-mini]\nkind = \"openai\"\nmodel = \"gpt-4o-mini\"\napi_key_env = \"OPENAI_API_KEY\"\n",
+            &[],
+        ))
+        .unwrap();
+        let p = &s.providers.providers["gpt-4o-mini"];
+        assert_eq!(p.kind(), "openai");
+        assert_eq!(s.auth.mode, AuthMode::None);
+        assert!(s.local_models.chat && s.local_models.embeddings);
+    }
+
+    #[test]
+    fn bad_provider_and_auth_settings_are_listed_together() {
+        let err = Settings::from_sources(&sources(
+            "[llm]\nroutr = 1\n[llm.providers.x]\nkind = \"openai\"\nmodle = \"typo\"\n",
+            &[
+                ("WATTOS_AUTH__MODE", "maybe"),
+                ("WATTOS_MODELS__LOCAL_CHAT", "perhaps"),
+            ],
+        ))
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "llm.routr",
+            "llm.providers",
+            "auth.mode",
+            "models.local_chat",
+            "auth.key_pepper",
+        ] {
+            assert!(err.contains(needle), "{needle} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn shared_mode_turns_authentication_on() {
+        let s = Settings::from_sources(&sources(
+            "",
+            &[
+                ("WATTOS_MODE", "shared"),
+                ("WATTOS_DATABASE__URL", "postgres://db/w"),
+                ("WATTOS_REDIS__URL", "redis://cache"),
+                ("WATTOS_NATS__URL", "nats://bus"),
+                ("WATTOS_AUTH__KEY_PEPPER", "0123456789abcdef"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(s.auth.mode, AuthMode::Required);
+    }
+}
