@@ -115,13 +115,18 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?err, "internal error");
         }
         let mut resp = (status, Json(error_body(&err))).into_response();
-        if let Some(after) = err.retry_after() {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
+        set_retry_after(&mut resp, &err);
         resp
+    }
+}
+
+/// Sets `Retry-After` (whole seconds, rounded up, at least 1) when `err` carries a retry delay.
+pub fn set_retry_after(resp: &mut Response, err: &Error) {
+    if let Some(after) = err.retry_after() {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
     }
 }
 

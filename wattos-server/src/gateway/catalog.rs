@@ -59,11 +59,20 @@ impl std::fmt::Debug for ModelCatalog {
     }
 }
 
-fn now_secs() -> u64 {
+/// Unix time in seconds (OpenAI's `created` fields).
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The error for a model name the caller cannot use, in OpenAI's wording.
+pub(crate) fn model_not_found(id: &str) -> Error {
+    Error::not_found(format!(
+        "The model '{id}' does not exist or you do not have access to it."
+    ))
+    .with_field("model")
 }
 
 impl ModelCatalog {
@@ -111,12 +120,10 @@ impl ModelCatalog {
     /// # Errors
     /// `not_found` naming the model (OpenAI's `model_not_found` situation).
     pub fn chat(&self, _ctx: &RequestContext, id: &str) -> Result<Arc<dyn ChatModel>> {
-        self.chat.get(id).map(|(_, m)| m.clone()).ok_or_else(|| {
-            Error::not_found(format!(
-                "The model '{id}' does not exist or you do not have access to it."
-            ))
-            .with_field("model")
-        })
+        self.chat
+            .get(id)
+            .map(|(_, m)| m.clone())
+            .ok_or_else(|| model_not_found(id))
     }
 
     /// The embedding model for `id`.
@@ -127,12 +134,7 @@ impl ModelCatalog {
         self.embedding
             .get(id)
             .map(|(_, m)| m.clone())
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "The model '{id}' does not exist or you do not have access to it."
-                ))
-                .with_field("model")
-            })
+            .ok_or_else(|| model_not_found(id))
     }
 
     /// Every model, chat first, sorted by name.

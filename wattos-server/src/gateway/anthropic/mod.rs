@@ -8,7 +8,6 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -39,12 +38,7 @@ impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
         let mut resp =
             (status_for(self.0.kind()), Json(types::error_json(&self.0))).into_response();
-        if let Some(after) = self.0.retry_after() {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            if let Ok(v) = secs.max(1).to_string().parse() {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
+        crate::error::set_retry_after(&mut resp, &self.0);
         resp
     }
 }

@@ -20,13 +20,6 @@ use super::context::Ctx;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use chat::{ChatCompletionRequest, ChunkWriter};
 
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Parses a JSON body into `T`, turning syntax and shape errors into OpenAI-style 400s.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
@@ -63,11 +56,11 @@ pub async fn chat_completions<S: GatewayState>(
     let requested = neutral.model.clone();
     if stream {
         let deltas = model.chat_stream(&ctx, neutral).await?;
-        let writer = ChunkWriter::new(requested, unix_now(), include_usage);
+        let writer = ChunkWriter::new(requested, super::catalog::now_secs(), include_usage);
         Ok(Sse::new(sse_events(deltas, writer)).into_response())
     } else {
         let resp = model.chat(&ctx, neutral).await?;
-        Ok(Json(chat::to_completion(resp, unix_now())).into_response())
+        Ok(Json(chat::to_completion(resp, super::catalog::now_secs())).into_response())
     }
 }
 
@@ -184,12 +177,5 @@ pub async fn get_model<S: GatewayState>(
         .iter()
         .find(|m| m.id == id)
         .map(|m| Json(model_json(m)))
-        .ok_or_else(|| {
-            ApiError(
-                wattos_core::Error::not_found(format!(
-                    "The model '{id}' does not exist or you do not have access to it."
-                ))
-                .with_field("model"),
-            )
-        })
+        .ok_or_else(|| ApiError(super::catalog::model_not_found(&id)))
 }
