@@ -22,7 +22,7 @@ pub use graph::{
     Interrupt, InterruptKind, Node, NodeContext, NodeEvent, NodeOutput, Route, Routes, RunConfig,
     RunOutcome, RunStatus, START, StateGraph, StateSnapshot, Subgraph,
 };
-pub use registry::{GraphRegistry, JsonGraph, JsonOutcome};
+pub use registry::{GraphRegistry, JsonEvent, JsonEventStream, JsonGraph, JsonOutcome};
 pub use state::{Append, JsonValue, Max, Merge, Reducer, Replace, State, Sum};
 
 #[doc(hidden)]

@@ -2,16 +2,19 @@
 //! and outputs are JSON.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wattos_core::checkpoint::ThreadId;
 use wattos_core::{Error, RequestContext, Result};
 
 use crate::graph::{
-    CheckpointInfo, Command, CompiledGraph, Interrupt, RunConfig, RunOutcome, RunStatus,
+    CheckpointInfo, Command, CompiledGraph, Event, Interrupt, NodeEvent, RunConfig, RunOutcome,
+    RunStatus,
 };
 use crate::state::State;
 
@@ -29,6 +32,86 @@ pub struct JsonOutcome {
     pub checkpoint: Option<String>,
     /// Steps run by this call.
     pub steps: u64,
+}
+
+/// An item of a streamed run, with state and updates as JSON (see [`crate::Event`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JsonEvent {
+    /// The whole state after a step.
+    Values {
+        /// The step that just finished.
+        step: u64,
+        /// The state.
+        state: Value,
+    },
+    /// One node's update in a step.
+    Update {
+        /// The step.
+        step: u64,
+        /// The node.
+        node: String,
+        /// Its update.
+        update: Value,
+    },
+    /// An event a node emitted (tokens, tool start/end, custom).
+    Node {
+        /// The node.
+        node: String,
+        /// Its task.
+        task_id: String,
+        /// The event.
+        event: NodeEvent,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Its step.
+        step: u64,
+        /// Its id.
+        id: String,
+    },
+    /// The run ended; always the last item.
+    Done {
+        /// The outcome.
+        outcome: JsonOutcome,
+    },
+}
+
+/// A stream of [`JsonEvent`]s; the run stops when the stream is dropped.
+pub type JsonEventStream = Pin<Box<dyn Stream<Item = Result<JsonEvent>> + Send>>;
+
+fn json_value<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::internal(format!("state is not JSON: {e}")))
+}
+
+fn to_json_event<S: State>(e: Event<S>) -> Result<JsonEvent> {
+    Ok(match e {
+        Event::Values { step, state } => JsonEvent::Values {
+            step,
+            state: json_value(&*state)?,
+        },
+        Event::Update { step, node, update } => JsonEvent::Update {
+            step,
+            node,
+            update: json_value(&update)?,
+        },
+        Event::Node {
+            node,
+            task_id,
+            event,
+        } => JsonEvent::Node {
+            node,
+            task_id,
+            event,
+        },
+        Event::Checkpoint { step, id } => JsonEvent::Checkpoint {
+            step,
+            id: id.to_string(),
+        },
+        Event::Done(o) => JsonEvent::Done {
+            outcome: to_json(*o)?,
+        },
+    })
 }
 
 fn to_json<S: State>(o: RunOutcome<S>) -> Result<JsonOutcome> {
@@ -89,6 +172,21 @@ pub trait JsonGraph: Send + Sync {
         thread: &ThreadId,
         limit: usize,
     ) -> Result<Vec<CheckpointInfo>>;
+    /// Checks that `input` is a valid state update, without running anything.
+    ///
+    /// # Errors
+    /// [`wattos_core::ErrorKind::InvalidInput`] naming field `input`.
+    fn validate_input(&self, input: &Value) -> Result<()>;
+    /// [`JsonGraph::invoke`] as a stream of events ending with [`JsonEvent::Done`]. Invalid input
+    /// is the stream's only item.
+    fn stream(&self, ctx: &RequestContext, thread: Option<ThreadId>, input: Value) -> JsonEventStream;
+    /// [`JsonGraph::resume`] as a stream of events ending with [`JsonEvent::Done`].
+    fn stream_resume(
+        &self,
+        ctx: &RequestContext,
+        thread: ThreadId,
+        command: Command,
+    ) -> JsonEventStream;
 }
 
 #[async_trait]
@@ -140,6 +238,39 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
     ) -> Result<Vec<CheckpointInfo>> {
         CompiledGraph::history(self, ctx, thread, limit).await
     }
+    fn validate_input(&self, input: &Value) -> Result<()> {
+        S::Update::deserialize(input)
+            .map(|_| ())
+            .map_err(|e| Error::invalid_field("input", format!("not a valid state update: {e}")))
+    }
+    fn stream(&self, ctx: &RequestContext, thread: Option<ThreadId>, input: Value) -> JsonEventStream {
+        let update: S::Update = match serde_json::from_value(input) {
+            Ok(u) => u,
+            Err(e) => {
+                let err = Error::invalid_field("input", format!("not a valid state update: {e}"));
+                return Box::pin(futures::stream::once(async move { Err(err) }));
+            }
+        };
+        let cfg = RunConfig {
+            thread,
+            ..RunConfig::default()
+        };
+        Box::pin(
+            CompiledGraph::stream(self, ctx, &cfg, update)
+                .map(|item| item.and_then(to_json_event)),
+        )
+    }
+    fn stream_resume(
+        &self,
+        ctx: &RequestContext,
+        thread: ThreadId,
+        command: Command,
+    ) -> JsonEventStream {
+        Box::pin(
+            CompiledGraph::stream_resume(self, ctx, &RunConfig::thread(thread), command)
+                .map(|item| item.and_then(to_json_event)),
+        )
+    }
 }
 
 /// Named graphs, shared by all requests (tenancy lives in the request context and the checkpointer).
@@ -175,6 +306,13 @@ impl GraphRegistry {
         self.graphs
             .get(name)
             .ok_or_else(|| Error::not_found(format!("graph `{name}`")))
+    }
+
+    /// Registers an already type-erased graph as `name` (replacing one of the same name).
+    #[must_use]
+    pub fn with_graph(mut self, name: impl Into<String>, graph: Arc<dyn JsonGraph>) -> Self {
+        self.graphs.insert(name.into(), graph);
+        self
     }
 
     /// Registered names, sorted.

@@ -194,6 +194,14 @@ pub async fn answer(
     search.query = question.to_owned();
     let hits = retriever.search(ctx, &search).await?;
     let context = ContextBuilder::new(opts.context_tokens).build(&hits);
+    let req = answer_request(question, &context, opts);
+    let resp = chat.chat(ctx, req).await?;
+    Ok(finish_answer(resp.text(), context, resp.usage))
+}
+
+/// The chat request [`answer`] sends: the citation instructions, the numbered sources of `context`
+/// and the question (for callers that stream the answer themselves).
+pub fn answer_request(question: &str, context: &Context, opts: &AnswerOptions) -> ChatRequest {
     let user = if context.sources.is_empty() {
         format!("Sources: none found.\n\nQuestion: {question}")
     } else {
@@ -205,8 +213,13 @@ pub async fn answer(
     )
     .with_temperature(0.0);
     req.max_tokens = opts.max_tokens;
-    let resp = chat.chat(ctx, req).await?;
-    let (text, used, invalid) = check_citations(resp.text(), context.sources.len());
+    req
+}
+
+/// Turns the model's `text` for `context` into an [`Answer`]: citations to sources that were not
+/// given are removed and listed.
+pub fn finish_answer(text: &str, context: Context, usage: Usage) -> Answer {
+    let (text, used, invalid) = check_citations(text, context.sources.len());
     let cited = context
         .sources
         .iter()
@@ -219,13 +232,13 @@ pub async fn answer(
             "answer cited sources that were not retrieved; removed"
         );
     }
-    Ok(Answer {
+    Answer {
         text,
         cited,
         sources: context.sources,
         invalid_citations: invalid,
-        usage: resp.usage,
-    })
+        usage,
+    }
 }
 
 /// Removes `[n]` citations with `n` outside `1..=sources` (also inside `[1, 7]` lists). Returns the

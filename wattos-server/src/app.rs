@@ -36,8 +36,13 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
         Some(auth) => gateway
             .route_layer(auth.require(Permission::ChatInvoke))
             .merge(crate::tenancy::admin::admin_routes(auth.clone()))
+            .merge(crate::rag::routes(Some(auth)))
+            .merge(crate::agents::routes(Some(auth)))
             .layer(auth.layer()),
-        None => gateway.layer(from_fn(crate::gateway::embedded_identity)),
+        None => gateway
+            .merge(crate::rag::routes(None))
+            .merge(crate::agents::routes(None))
+            .layer(from_fn(crate::gateway::embedded_identity)),
     };
     let mut router = extra
         .merge(api)

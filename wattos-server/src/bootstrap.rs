@@ -175,5 +175,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         AuthMode::None => None,
         AuthMode::Required => Some(build_auth(&settings).await?),
     };
-    Ok(AppState::with_parts(settings.core, health, catalog).with_auth(auth))
+    let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
+    Ok(AppState::with_parts(settings.core, health, catalog)
+        .with_auth(auth)
+        .with_rag(rag)
+        .with_agents(Some(agents)))
 }

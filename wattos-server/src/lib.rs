@@ -18,12 +18,16 @@
 //! Operational endpoints: `/health/liveness`, `/health/readiness`, `/health`, `/metrics`.
 
 mod app;
+pub mod agents;
+pub mod apis;
+pub mod appdb;
 pub mod auth;
 pub mod bootstrap;
 pub mod checks;
 pub mod error;
 pub mod gateway;
 pub mod middleware;
+pub mod rag;
 pub mod routes;
 mod serve;
 pub mod settings;

@@ -144,12 +144,20 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         crate::gateway::openai::list_models,
         crate::gateway::openai::get_model,
         crate::gateway::anthropic::messages,
+        crate::rag::create_collection, crate::rag::list_collections, crate::rag::get_collection,
+        crate::rag::delete_collection, crate::rag::ingest_json, crate::rag::ingest_files,
+        crate::rag::list_documents, crate::rag::get_document, crate::rag::delete_document,
+        crate::rag::search, crate::rag::answer,
+        crate::agents::list_graphs, crate::agents::start_run, crate::agents::list_runs,
+        crate::agents::get_run, crate::agents::resume_run, crate::agents::list_checkpoints,
     ),
     components(schemas(ErrorBody)),
     tags(
         (name = "openai", description = "OpenAI-compatible API"),
         (name = "anthropic", description = "Anthropic-compatible API"),
         (name = "operations", description = "Health and metrics"),
+        (name = "rag", description = "RAG collections, ingestion, search and cited answers"),
+        (name = "agents", description = "Agent graphs, runs, human-in-the-loop resume and checkpoints"),
     )
 )]
 pub struct ApiDoc;

@@ -22,6 +22,8 @@ struct Inner {
     health: HealthRegistry,
     catalog: ModelCatalog,
     auth: Option<crate::auth::Auth>,
+    rag: Option<crate::rag::RagService>,
+    agents: Option<crate::agents::AgentsService>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -90,6 +92,8 @@ impl AppState {
                 health,
                 catalog,
                 auth: None,
+                rag: None,
+                agents: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -105,6 +109,35 @@ impl AppState {
             None => tracing::error!("with_auth called on a shared AppState; ignored"),
         }
         self
+    }
+
+    /// Turns the RAG API on (`Some`). Call before the state is shared.
+    pub fn with_rag(mut self, rag: Option<crate::rag::RagService>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.rag = rag,
+            None => tracing::error!("with_rag called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// Turns the agents API on (`Some`); register graphs on the service (also after this call).
+    /// Call before the state is shared.
+    pub fn with_agents(mut self, agents: Option<crate::agents::AgentsService>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.agents = agents,
+            None => tracing::error!("with_agents called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// The RAG service, when RAG is on.
+    pub fn rag(&self) -> Option<&crate::rag::RagService> {
+        self.inner.rag.as_ref()
+    }
+
+    /// The agents service, when agents are on.
+    pub fn agents(&self) -> Option<&crate::agents::AgentsService> {
+        self.inner.agents.as_ref()
     }
 
     /// Authentication, when it is on.

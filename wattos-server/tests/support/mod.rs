@@ -124,7 +124,7 @@ impl EmbeddingModel for Toy {
 }
 
 pub(crate) async fn start() -> String {
-    let dir = std::env::temp_dir().join(format!("wattos-gw-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("wattos-gw-{}", uuid::Uuid::new_v4().simple()));
     let config = Config::from_sources(
         None,
         vec![("WATTOS_DATA_DIR".to_string(), dir.display().to_string())],
@@ -133,7 +133,12 @@ pub(crate) async fn start() -> String {
     let mut catalog = ModelCatalog::default();
     catalog.add_chat("parrot-1", "wattos", Arc::new(Parrot));
     catalog.add_embedding("toy-embed", "wattos", Arc::new(Toy));
-    let state = AppState::with_parts(config.clone(), AppState::default_health(&config), catalog);
+    let (rag, agents) = wattos_server::apis::build_services(&config, &catalog, None)
+        .await
+        .unwrap();
+    let state = AppState::with_parts(config.clone(), AppState::default_health(&config), catalog)
+        .with_rag(rag)
+        .with_agents(Some(agents));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });

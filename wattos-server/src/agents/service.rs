@@ -1,0 +1,343 @@
+//! [`AgentsService`]: the registered graphs, the checkpointer they share, the run store, and run
+//! execution in server tasks (a client that disconnects does not stop a run).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use wattos_agents::{
+    Command, CompiledGraph, GraphRegistry, JsonEvent, JsonGraph, JsonOutcome, RunStatus, State,
+};
+use wattos_core::checkpoint::{Checkpointer, ThreadId};
+use wattos_core::config::Config;
+use wattos_core::{Error, RequestContext, Result};
+
+use super::runs::{RunError, RunRow, RunState, RunStore};
+use super::types::GraphInfo;
+use crate::appdb::AppDb;
+
+#[derive(Clone)]
+struct Entry {
+    graph: Arc<dyn JsonGraph>,
+    info: GraphInfo,
+}
+
+struct Inner {
+    graphs: RwLock<BTreeMap<String, Entry>>,
+    runs: RunStore,
+    checkpointer: Arc<dyn Checkpointer>,
+}
+
+/// Graphs by name, their checkpointer and their runs. Cheap to clone; graphs can be registered at
+/// any time.
+///
+/// ```no_run
+/// # async fn f(state: wattos_server::AppState) -> wattos_core::Result<()> {
+/// use wattos_agents::CompileOptions;
+/// let agents = state.agents().expect("agents are on");
+/// # let model: std::sync::Arc<dyn wattos_core::llm::ChatModel> = todo!();
+/// let graph = wattos_agents::agent::ReactAgent::new(model, "my-model")
+///     .compile(CompileOptions::new().with_checkpointer(agents.checkpointer()))?;
+/// agents.register("helper", "A helpful agent", serde_json::json!({"messages": []}), graph)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AgentsService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AgentsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentsService")
+            .field("graphs", &self.names())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a run starts.
+pub(crate) enum Start {
+    /// A new run with this input.
+    Input(Value),
+    /// Answers the pending interrupts.
+    Resume(Command),
+}
+
+/// An item sent to a streaming client.
+pub(crate) enum Streamed {
+    /// A graph event (not `Done`).
+    Event(JsonEvent),
+    /// The run ended: its row and outcome.
+    Finished(Box<RunRow>, Box<JsonOutcome>),
+    /// The run failed: its row and the error.
+    Failed(Box<RunRow>, Error),
+}
+
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(crate::auth::now_ms()).unwrap_or(i64::MAX)
+}
+
+impl AgentsService {
+    /// A service storing runs in `runs` and checkpoints in `checkpointer` (compile graphs with it).
+    pub fn new(runs: RunStore, checkpointer: Arc<dyn Checkpointer>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                graphs: RwLock::new(BTreeMap::new()),
+                runs,
+                checkpointer,
+            }),
+        }
+    }
+
+    /// The service for `config`: runs in `db`; checkpoints in Postgres (schema `wattos_agents`)
+    /// when `database.url` is a Postgres URL, else in SQLite at `data_dir/agents.db`.
+    ///
+    /// # Errors
+    /// The checkpointer cannot be opened.
+    pub async fn open(config: &Config, db: AppDb) -> Result<Self> {
+        let checkpointer: Arc<dyn Checkpointer> = match &config.database {
+            Some(d) if d.url.expose().starts_with("postgres") => Arc::new(
+                wattos_agents::checkpoint::PostgresCheckpointer::connect(d.url.expose()).await?,
+            ),
+            _ => {
+                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                    Error::unavailable(format!(
+                        "cannot create {}: {e}",
+                        config.data_dir.display()
+                    ))
+                })?;
+                Arc::new(
+                    wattos_agents::checkpoint::SqliteCheckpointer::open(
+                        config.data_dir.join("agents.db"),
+                    )
+                    .await?,
+                )
+            }
+        };
+        Ok(Self::new(RunStore::new(db), checkpointer))
+    }
+
+    /// The checkpointer registered graphs must be compiled with.
+    pub fn checkpointer(&self) -> Arc<dyn Checkpointer> {
+        self.inner.checkpointer.clone()
+    }
+
+    /// The run store.
+    pub fn runs(&self) -> &RunStore {
+        &self.inner.runs
+    }
+
+    /// Registers `graph` as `name` (replacing one of the same name).
+    ///
+    /// # Errors
+    /// `invalid_input` when the graph has no checkpointer (runs could not be resumed or inspected).
+    pub fn register<S: State>(
+        &self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_example: Value,
+        graph: CompiledGraph<S>,
+    ) -> Result<()> {
+        if graph.checkpointer().is_none() {
+            return Err(Error::invalid_field(
+                "graph",
+                "compile the graph with the service's checkpointer (AgentsService::checkpointer)",
+            ));
+        }
+        self.register_json(name, description, input_example, Arc::new(graph));
+        Ok(())
+    }
+
+    /// Registers an already type-erased graph (it must persist to a checkpointer).
+    pub fn register_json(
+        &self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        input_example: Value,
+        graph: Arc<dyn JsonGraph>,
+    ) {
+        let name = name.into();
+        let info = GraphInfo {
+            name: name.clone(),
+            description: description.into(),
+            input_example,
+        };
+        if let Ok(mut g) = self.inner.graphs.write() {
+            g.insert(name, Entry { graph, info });
+        }
+    }
+
+    /// Registers every graph of `registry` (without descriptions).
+    pub fn register_registry(&self, registry: &GraphRegistry) {
+        for name in registry.names() {
+            if let Ok(g) = registry.get(name) {
+                self.register_json(name, "", Value::Object(Default::default()), g.clone());
+            }
+        }
+    }
+
+    /// Registered names.
+    pub fn names(&self) -> Vec<String> {
+        self.inner
+            .graphs
+            .read()
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Registered graphs, by name.
+    pub fn infos(&self) -> Vec<GraphInfo> {
+        self.inner
+            .graphs
+            .read()
+            .map(|g| g.values().map(|e| e.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The graph named `name`.
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn graph(&self, name: &str) -> Result<Arc<dyn JsonGraph>> {
+        self.inner
+            .graphs
+            .read()
+            .ok()
+            .and_then(|g| g.get(name).map(|e| e.graph.clone()))
+            .ok_or_else(|| Error::not_found(format!("graph `{name}`")).with_field("graph"))
+    }
+
+    async fn record(
+        &self,
+        ctx: &RequestContext,
+        run: &RunRow,
+        result: &Result<JsonOutcome>,
+    ) -> Result<RunRow> {
+        let now = now_ms();
+        let (status, steps, reason, error) = match result {
+            Ok(o) => {
+                let (status, reason) = match &o.status {
+                    RunStatus::Completed => (RunState::Completed, None),
+                    RunStatus::Interrupted => (RunState::Interrupted, None),
+                    RunStatus::Rejected(r) => (RunState::Rejected, Some(r.clone())),
+                };
+                (status, i64::try_from(o.steps).unwrap_or(0), reason, None)
+            }
+            Err(e) => (
+                RunState::Failed,
+                0,
+                None,
+                Some(RunError {
+                    code: e.code().to_owned(),
+                    message: if e.kind() == wattos_core::ErrorKind::Internal {
+                        "internal error".to_owned()
+                    } else {
+                        e.message().to_owned()
+                    },
+                }),
+            ),
+        };
+        self.inner
+            .runs
+            .finish(
+                ctx.tenant(),
+                &run.id,
+                status,
+                steps,
+                reason.clone(),
+                error.as_ref(),
+                now,
+            )
+            .await?;
+        Ok(RunRow {
+            status,
+            steps: run.steps + steps,
+            reason,
+            error,
+            updated_at_ms: now,
+            ..run.clone()
+        })
+    }
+
+    /// Runs `start` on `run`'s thread in a server task and waits for the outcome.
+    pub(crate) async fn execute(
+        &self,
+        ctx: RequestContext,
+        graph: Arc<dyn JsonGraph>,
+        run: RunRow,
+        start: Start,
+    ) -> Result<(RunRow, Result<JsonOutcome>)> {
+        let svc = self.clone();
+        let task = tokio::spawn(async move {
+            let thread = ThreadId::new(&run.thread_id)?;
+            let result = match start {
+                Start::Input(input) => graph.invoke(&ctx, Some(thread), input).await,
+                Start::Resume(cmd) => graph.resume(&ctx, thread, cmd).await,
+            };
+            if let Err(e) = &result {
+                tracing::warn!(run = %run.id, error = %e, "agent run failed");
+            }
+            let row = svc.record(&ctx, &run, &result).await?;
+            Ok::<_, Error>((row, result))
+        });
+        task.await
+            .map_err(|e| Error::internal("agent run task panicked").with_source(e))?
+    }
+
+    /// Runs `start` in a server task, sending events to the returned receiver. The run goes on
+    /// when the receiver is dropped.
+    pub(crate) fn execute_streaming(
+        &self,
+        ctx: RequestContext,
+        graph: Arc<dyn JsonGraph>,
+        run: RunRow,
+        start: Start,
+    ) -> mpsc::UnboundedReceiver<Streamed> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let thread = match ThreadId::new(&run.thread_id) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = tx.send(Streamed::Failed(Box::new(run), e));
+                    return;
+                }
+            };
+            let mut events = match start {
+                Start::Input(input) => graph.stream(&ctx, Some(thread), input),
+                Start::Resume(cmd) => graph.stream_resume(&ctx, thread, cmd),
+            };
+            let mut result: Option<Result<JsonOutcome>> = None;
+            while let Some(item) = futures::StreamExt::next(&mut events).await {
+                match item {
+                    Ok(JsonEvent::Done { outcome }) => {
+                        result = Some(Ok(outcome));
+                        break;
+                    }
+                    Ok(ev) => {
+                        let _ = tx.send(Streamed::Event(ev));
+                    }
+                    Err(e) => {
+                        result = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+            let result = result
+                .unwrap_or_else(|| Err(Error::internal("the run ended without an outcome")));
+            match svc.record(&ctx, &run, &result).await {
+                Ok(row) => {
+                    let msg = match result {
+                        Ok(o) => Streamed::Finished(Box::new(row), Box::new(o)),
+                        Err(e) => Streamed::Failed(Box::new(row), e),
+                    };
+                    let _ = tx.send(msg);
+                }
+                Err(e) => {
+                    let _ = tx.send(Streamed::Failed(Box::new(run), e));
+                }
+            }
+        });
+        rx
+    }
+}

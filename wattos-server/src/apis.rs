@@ -1,0 +1,58 @@
+//! Builds the services behind the RAG and agents APIs from the configuration and the loaded models.
+
+use wattos_core::config::Config;
+use wattos_core::{RequestContext, Result, TenantId};
+
+use crate::agents::AgentsService;
+use crate::appdb::{AppDb, DEFAULT_PREFIX};
+use crate::gateway::{ModelCatalog, ModelKind};
+use crate::rag::{EmbeddedBackend, RagService, Registry};
+
+fn pick(catalog: &ModelCatalog, preferred: &str, kind: ModelKind) -> Option<String> {
+    let ctx = RequestContext::system(TenantId::new(crate::gateway::EMBEDDED_TENANT).ok()?);
+    let models = catalog.list(&ctx);
+    if models.iter().any(|m| m.kind == kind && m.id == preferred) {
+        return Some(preferred.to_owned());
+    }
+    models.into_iter().find(|m| m.kind == kind).map(|m| m.id)
+}
+
+/// The RAG service (when an embedding model is loaded; the local MiniLM is preferred) and the
+/// agents service with the built-in graphs (when a chat model is loaded; the local SmolLM2 is
+/// preferred), over the database of `config` (`database.url`, else `data_dir/wattos.db`) with
+/// table prefix `prefix` (default [`DEFAULT_PREFIX`]).
+///
+/// # Errors
+/// The database or the checkpointer cannot be opened; built-in graphs fail validation.
+pub async fn build_services(
+    config: &Config,
+    catalog: &ModelCatalog,
+    prefix: Option<&str>,
+) -> Result<(Option<RagService>, AgentsService)> {
+    let db = AppDb::connect(&AppDb::url_for(config)?, prefix.unwrap_or(DEFAULT_PREFIX)).await?;
+    let ctx = RequestContext::system(TenantId::new(crate::gateway::EMBEDDED_TENANT)?);
+    let rag = match pick(catalog, crate::bootstrap::LOCAL_EMBEDDING_MODEL, ModelKind::Embedding) {
+        Some(name) => {
+            let embedder = catalog.embedding(&ctx, &name)?;
+            Some(RagService::new(
+                Registry::new(db.clone()),
+                std::sync::Arc::new(EmbeddedBackend::new(config.data_dir.join("rag"))),
+                embedder,
+                name,
+            ))
+        }
+        None => {
+            tracing::warn!("no embedding model loaded: the RAG API answers 503");
+            None
+        }
+    };
+    let agents = AgentsService::open(config, db).await?;
+    match pick(catalog, crate::bootstrap::LOCAL_CHAT_MODEL, ModelKind::Chat) {
+        Some(name) => {
+            let model = catalog.chat(&ctx, &name)?;
+            crate::agents::builtin::register(&agents, model, &name, rag.clone())?;
+        }
+        None => tracing::warn!("no chat model loaded: no built-in agent graphs"),
+    }
+    Ok((rag, agents))
+}

@@ -1,0 +1,189 @@
+//! [`RagService`]: per-tenant, per-collection RAG stacks behind a [`RagBackend`], plus the document
+//! registry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use wattos_core::embedding::EmbeddingModel;
+use wattos_core::{Error, Result, TenantId};
+use wattos_rag::embed::CachedEmbedder;
+use wattos_rag::keyword::{KeywordIndex, Language};
+use wattos_rag::store::EmbeddedStore;
+use wattos_rag::{Rag, RagBuilder};
+
+use super::registry::Registry;
+
+/// Where the chunks of a collection live. The embedded backend keeps one persistent store per
+/// collection under the data folder; a shared deployment plugs in a backend over shared services
+/// (pgvector) with [`RagService::new`].
+#[async_trait]
+pub trait RagBackend: Send + Sync {
+    /// Backend name for logs.
+    fn name(&self) -> &str;
+
+    /// Opens (creating if needed) the stack of `collection` of `tenant`, embedding with `embedder`
+    /// (already cached: build with `embedding_cache(0)`).
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn open(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        embedder: Arc<dyn EmbeddingModel>,
+    ) -> Result<Rag>;
+
+    /// Removes everything stored for `collection` of `tenant` (no stack of it is open any more).
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn destroy(&self, tenant: &TenantId, collection: &str) -> Result<()>;
+}
+
+/// One persistent embedded stack (vectors + BM25) per collection under
+/// `root/t_<tenant>/<collection>`.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBackend {
+    root: PathBuf,
+}
+
+impl EmbeddedBackend {
+    /// Stacks under `root` (usually `data_dir/rag`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn dir(&self, tenant: &TenantId, collection: &str) -> PathBuf {
+        // The `t_` prefix keeps tenant ids such as `..` inside the root.
+        self.root
+            .join(format!("t_{}", tenant.as_str()))
+            .join(collection)
+    }
+}
+
+#[async_trait]
+impl RagBackend for EmbeddedBackend {
+    fn name(&self) -> &str {
+        "embedded"
+    }
+
+    async fn open(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        embedder: Arc<dyn EmbeddingModel>,
+    ) -> Result<Rag> {
+        let dir = self.dir(tenant, collection);
+        tokio::task::spawn_blocking(move || {
+            let dims = embedder.dimensions();
+            RagBuilder::new(embedder)
+                .embedding_cache(0)
+                .vector_store(Arc::new(EmbeddedStore::open(dir.join("vectors"), dims)?))
+                .keyword_index(KeywordIndex::open(dir.join("keywords"), Language::English)?)
+                .build()
+        })
+        .await
+        .map_err(|e| Error::internal("opening a RAG collection panicked").with_source(e))?
+    }
+
+    async fn destroy(&self, tenant: &TenantId, collection: &str) -> Result<()> {
+        let dir = self.dir(tenant, collection);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::unavailable(format!(
+                "cannot remove collection data at {}: {e}",
+                dir.display()
+            ))
+            .with_source(e)),
+        }
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    backend: Arc<dyn RagBackend>,
+    embedder: Arc<dyn EmbeddingModel>,
+    embedder_name: String,
+    open: Mutex<HashMap<(TenantId, String), Rag>>,
+}
+
+/// Collections of every tenant: the registry (what was ingested) and the open stacks. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct RagService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RagService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RagService")
+            .field("backend", &self.inner.backend.name())
+            .field("embedder", &self.inner.embedder_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RagService {
+    /// A service over `registry` and `backend`, embedding with `embedder` (served as
+    /// `embedder_name`). Embeddings are cached by text across collections (100 000 vectors).
+    pub fn new(
+        registry: Registry,
+        backend: Arc<dyn RagBackend>,
+        embedder: Arc<dyn EmbeddingModel>,
+        embedder_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                backend,
+                embedder: Arc::new(CachedEmbedder::new(embedder, 100_000)),
+                embedder_name: embedder_name.into(),
+                open: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The name of the embedding model.
+    pub fn embedder_name(&self) -> &str {
+        &self.inner.embedder_name
+    }
+
+    /// The stack of `collection` of `tenant` (opened on first use, then kept). The caller checks
+    /// that the collection exists.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn rag(&self, tenant: &TenantId, collection: &str) -> Result<Rag> {
+        let key = (tenant.clone(), collection.to_owned());
+        let mut open = self.inner.open.lock().await;
+        if let Some(rag) = open.get(&key) {
+            return Ok(rag.clone());
+        }
+        let rag = self
+            .inner
+            .backend
+            .open(tenant, collection, self.inner.embedder.clone())
+            .await?;
+        open.insert(key, rag.clone());
+        Ok(rag)
+    }
+
+    /// Closes and removes every chunk of `collection` of `tenant`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn destroy(&self, tenant: &TenantId, collection: &str) -> Result<()> {
+        let mut open = self.inner.open.lock().await;
+        open.remove(&(tenant.clone(), collection.to_owned()));
+        self.inner.backend.destroy(tenant, collection).await
+    }
+}
