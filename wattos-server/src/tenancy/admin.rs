@@ -539,7 +539,9 @@ async fn h_usage(
         .clone()
         .ok_or_else(|| Error::unavailable("usage reporting is not configured"))?;
     let until = q.until_ms.unwrap_or_else(now_ms);
-    let since = q.since_ms.unwrap_or(until - 30 * 24 * 3600 * 1000);
+    let since = q
+        .since_ms
+        .unwrap_or_else(|| until.saturating_sub(30 * 24 * 3600 * 1000));
     Ok(Json(reporter.report(caller.tenant(), since, until).await?))
 }
 
