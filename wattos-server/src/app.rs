@@ -54,6 +54,10 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
         .route("/openapi.json", get(routes::openapi))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(from_fn_with_state(
+            server.body_limit_bytes,
+            crate::rejections::json_rejections,
+        ))
         .layer(DefaultBodyLimit::max(server.body_limit_bytes))
         .layer(from_fn_with_state(server.request_timeout, request_timeout))
         .layer(from_fn_with_state(slots, load_shed));

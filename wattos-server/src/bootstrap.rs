@@ -1,20 +1,30 @@
 //! Builds the running server's state from [`Settings`]: local models, configured providers,
 //! authentication stores, health checks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use wattos_core::config::DeploymentMode;
+use wattos_core::embedding::EmbeddingModel;
 use wattos_core::health::{ComponentHealth, HealthCheck, HealthRegistry};
+use wattos_core::llm::ChatModel;
 use wattos_core::tenancy::Tenant;
 use wattos_core::{Error, Result};
 use wattos_llm::local::{MiniLmEmbedder, SmolLm, SmolLmOptions};
+use wattos_llm::pricing::ModelPrice;
+use wattos_llm::registry::ProviderConfig;
 
 use crate::auth::{Auth, AuthParts, JwtAuthenticator, JwtConfig, JwtKeys, KeyHasher};
 use crate::gateway::ModelCatalog;
+use crate::gateway::routing::{
+    DeploymentHealthCheck, PolicySync, RoutedModel, RouterBackends, build_chat_router,
+    build_embedding_router, builtin_price,
+};
 use crate::settings::{AuthMode, Settings};
 use crate::state::AppState;
 use crate::tenancy::SqlStore;
+use crate::usage::{Operation, SqlUsage};
 
 /// Name the local chat model is served under.
 pub const LOCAL_CHAT_MODEL: &str = "smollm2-135m-instruct";
@@ -42,14 +52,21 @@ impl HealthCheck for UnloadedModel {
 
 async fn load_local_models(
     settings: &Settings,
-    catalog: &mut ModelCatalog,
+    chat: &mut Vec<RoutedModel<dyn ChatModel>>,
+    embedding: &mut Vec<RoutedModel<dyn EmbeddingModel>>,
     health: &mut HealthRegistry,
 ) {
     let dir = settings.core.models.dir.clone();
     if settings.local_models.embeddings {
         let d = dir.clone();
         match tokio::task::spawn_blocking(move || MiniLmEmbedder::from_models_dir(&d)).await {
-            Ok(Ok(m)) => catalog.add_embedding(LOCAL_EMBEDDING_MODEL, "wattos", Arc::new(m)),
+            Ok(Ok(m)) => embedding.push(RoutedModel {
+                name: LOCAL_EMBEDDING_MODEL.into(),
+                provider: "wattos".into(),
+                model: Arc::new(m),
+                upstream_model: None,
+                price: None,
+            }),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "local embedding model not loaded");
                 health.register(UnloadedModel {
@@ -63,7 +80,13 @@ async fn load_local_models(
     if settings.local_models.chat {
         let opts = SmolLmOptions::default().with_name(LOCAL_CHAT_MODEL);
         match tokio::task::spawn_blocking(move || SmolLm::from_models_dir(&dir, opts)).await {
-            Ok(Ok(m)) => catalog.add_chat(LOCAL_CHAT_MODEL, "wattos", Arc::new(m)),
+            Ok(Ok(m)) => chat.push(RoutedModel {
+                name: LOCAL_CHAT_MODEL.into(),
+                provider: "wattos".into(),
+                model: Arc::new(m),
+                upstream_model: None,
+                price: None,
+            }),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "local chat model not loaded");
                 health.register(UnloadedModel {
@@ -76,7 +99,24 @@ async fn load_local_models(
     }
 }
 
-async fn build_auth(settings: &Settings) -> Result<Auth> {
+/// The model a provider is configured to call, and its price (configured, else the built-in list
+/// price of that model).
+fn provider_model_and_price(cfg: &ProviderConfig) -> (Option<String>, Option<ModelPrice>) {
+    let (model, price) = match cfg {
+        ProviderConfig::Openai(s) | ProviderConfig::OpenaiCompatible(s) => {
+            (s.model.clone(), s.price)
+        }
+        ProviderConfig::Azure(s) => (s.model.clone(), s.price),
+        ProviderConfig::Anthropic(s) => (s.model.clone(), s.price),
+        ProviderConfig::Gemini(s) => (s.model.clone(), s.price),
+        ProviderConfig::Ollama(s) => (s.model.clone(), s.price),
+        _ => (None, None),
+    };
+    let price = price.or_else(|| model.as_deref().and_then(builtin_price));
+    (model, price)
+}
+
+async fn connect_store(settings: &Settings) -> Result<SqlStore> {
     let core = &settings.core;
     let url = match &core.database {
         Some(db) => db.url.expose().clone(),
@@ -91,7 +131,38 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
             )
         }
     };
-    let store = SqlStore::connect(&url).await?;
+    SqlStore::connect(&url).await
+}
+
+/// Rate-limit windows and budgets for the routers: Redis in shared mode (when configured and the
+/// `redis` feature is on), else one in-memory state shared by every router of the process.
+async fn router_state(settings: &Settings) -> Result<RouterBackends> {
+    let mut backends = RouterBackends::default();
+    #[cfg(feature = "redis")]
+    if settings.core.mode == DeploymentMode::Shared
+        && let Some(redis) = &settings.core.redis
+    {
+        let state = Arc::new(
+            wattos_llm::state::RedisState::connect(redis.url.expose(), "wattos:router:").await?,
+        );
+        backends.windows = Some(state.clone());
+        backends.budgets = Some(state);
+        return Ok(backends);
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = settings;
+    let state = Arc::new(wattos_llm::state::MemoryState::new());
+    backends.windows = Some(state.clone());
+    backends.budgets = Some(state);
+    Ok(backends)
+}
+
+async fn build_auth(
+    settings: &Settings,
+    store: SqlStore,
+    usage: Option<Arc<SqlUsage>>,
+) -> Result<Auth> {
+    let core = &settings.core;
     let pepper = settings.auth.key_pepper.as_ref().ok_or_else(|| {
         Error::invalid_field(
             "auth.key_pepper",
@@ -99,6 +170,7 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
         )
     })?;
     let mut parts = AuthParts::embedded(store, KeyHasher::new(pepper.expose())?);
+    parts.usage = usage.map(|u| u as Arc<dyn crate::tenancy::admin::UsageReporter>);
     // The platform tenant must exist so a platform admin can create the first tenants and keys.
     let platform = parts.platform_tenant.clone();
     if parts.tenants.get_tenant(&platform).await?.is_none() {
@@ -157,23 +229,88 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
 }
 
 /// Builds the application state: loads the local models (a missing model is reported by `/health`
-/// and the server runs on), builds every configured provider, and sets up authentication.
+/// and the server runs on), builds every configured provider, puts them all behind the router
+/// (`[llm.router]`), and sets up authentication and usage accounting.
 ///
 /// # Errors
-/// A provider or authentication setup that cannot work (bad key material, unreachable store).
+/// A provider, router or authentication setup that cannot work (bad key material, unreachable
+/// store, a group naming an unknown deployment).
 pub async fn build_state(settings: Settings) -> Result<AppState> {
+    // The recorder first: breaker gauges are published while the routers are built.
+    crate::telemetry::prometheus();
     let mut health = AppState::default_health(&settings.core);
-    let mut catalog = ModelCatalog::default();
-    load_local_models(&settings, &mut catalog, &mut health).await;
+    let mut chat = Vec::new();
+    let mut embedding = Vec::new();
+    load_local_models(&settings, &mut chat, &mut embedding, &mut health).await;
     for (name, cfg) in &settings.providers.providers {
         let model = wattos_llm::registry::build_chat_model(cfg).map_err(|e| {
             Error::invalid_field(format!("llm.providers.{name}"), e.message().to_owned())
         })?;
-        catalog.add_chat(name.clone(), cfg.kind(), model);
+        let (upstream, price) = provider_model_and_price(cfg);
+        chat.push(RoutedModel {
+            name: name.clone(),
+            provider: cfg.kind().to_owned(),
+            model,
+            // Without a configured model the provider is called with its own name, as before.
+            upstream_model: Some(upstream.unwrap_or_else(|| name.clone())),
+            price,
+        });
     }
-    let auth = match settings.auth.mode {
+    // Usage is recorded in the authentication store's database (there is no admin API without it).
+    let store = match settings.auth.mode {
         AuthMode::None => None,
-        AuthMode::Required => Some(build_auth(&settings).await?),
+        AuthMode::Required => Some(connect_store(&settings).await?),
+    };
+    let usage = store.as_ref().map(|s| Arc::new(SqlUsage::new(s)));
+    let mut backends = router_state(&settings).await?;
+    if let Some(u) = &usage {
+        let providers: HashMap<String, String> = chat
+            .iter()
+            .map(|m| (m.name.clone(), m.provider.clone()))
+            .chain(
+                embedding
+                    .iter()
+                    .map(|m| (m.name.clone(), m.provider.clone())),
+            )
+            .collect();
+        backends.chat_usage = Some(u.sink(Operation::Chat, providers.clone()));
+        backends.embedding_usage = Some(u.sink(Operation::Embedding, providers));
+    }
+    for name in chat
+        .iter()
+        .map(|m| &m.name)
+        .chain(embedding.iter().map(|m| &m.name))
+    {
+        // Every deployment's breaker starts closed (0); the router updates it on transitions.
+        metrics::gauge!(wattos_core::telemetry::names::BREAKER_STATE, "breaker" => format!("llm:{name}"))
+            .set(0.0);
+    }
+    let mut catalog = ModelCatalog::default();
+    let chat_router = build_chat_router(&chat, &settings.router, &backends)?;
+    if let Some((router, names)) = &chat_router {
+        for (name, owned_by) in names {
+            catalog.add_chat(name.clone(), owned_by.clone(), router.clone());
+        }
+        for check in DeploymentHealthCheck::for_chat(router) {
+            health.register(check);
+        }
+    }
+    let mut embedding_routers = Vec::new();
+    for m in &embedding {
+        let router = build_embedding_router(m, &settings.router, &backends)?;
+        catalog.add_embedding(m.name.clone(), m.provider.clone(), router.clone());
+        for check in DeploymentHealthCheck::for_embedding(&router) {
+            health.register(check);
+        }
+        embedding_routers.push(router);
+    }
+    catalog.set_policy_sync(Arc::new(PolicySync::new(
+        chat_router.map(|(r, _)| r),
+        embedding_routers,
+    )));
+    let auth = match store {
+        None => None,
+        Some(store) => Some(build_auth(&settings, store, usage).await?),
     };
     let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
     Ok(AppState::with_parts(settings.core, health, catalog)

@@ -27,13 +27,16 @@ pub mod checks;
 pub mod error;
 pub mod gateway;
 pub mod middleware;
+pub mod otel;
 pub mod rag;
+pub mod rejections;
 pub mod routes;
 mod serve;
 pub mod settings;
 mod state;
 pub mod telemetry;
 pub mod tenancy;
+pub mod usage;
 
 pub use app::{app, app_with_routes};
 pub use serve::{serve, serve_router, shutdown_signal};

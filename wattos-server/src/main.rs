@@ -61,10 +61,14 @@ fn main() -> ExitCode {
         println!("configuration is valid:\n{settings:#?}");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = wattos_core::telemetry::init(&settings.core.telemetry) {
-        eprintln!("wattos-server: {e}");
-        return ExitCode::from(2);
-    }
+    // Kept alive until the process ends: flushes the trace exporter on drop.
+    let _tracing = match wattos_server::otel::init_tracing(&settings.core.telemetry) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("wattos-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

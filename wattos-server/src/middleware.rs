@@ -41,22 +41,25 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(RequestId::from_header)
         .unwrap_or_else(RequestId::generate);
-    let trace = headers
+    let incoming = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(|tp| {
             let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
             TraceContext::parse(tp, state)
-        })
-        .unwrap_or_else(TraceContext::new_root);
+        });
+    let linked = incoming.is_some();
+    let mut trace = incoming.unwrap_or_else(TraceContext::new_root);
     let span = tracing::info_span!(
         "http_request",
         request_id = %request_id,
-        trace_id = %trace.trace_id,
+        trace_id = tracing::field::Empty,
         tenant_id = tracing::field::Empty,
         method = %req.method(),
         path = %req.uri().path(),
     );
+    crate::otel::link_request_span(&span, &mut trace, linked);
+    span.record("trace_id", trace.trace_id.as_str());
     req.extensions_mut().insert(RequestMeta {
         request_id: request_id.clone(),
         trace,
@@ -88,8 +91,13 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     let in_flight = metrics::gauge!(names::HTTP_REQUESTS_IN_FLIGHT);
     in_flight.increment(1.0);
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let (resp, upstream) = crate::gateway::timing::measure(next.run(req)).await;
     in_flight.decrement(1.0);
+    if let Some(upstream) = upstream {
+        let overhead = start.elapsed().saturating_sub(upstream);
+        metrics::histogram!(crate::gateway::timing::GATEWAY_REQUEST_OVERHEAD_US, "route" => route.clone())
+            .record(overhead.as_secs_f64() * 1e6);
+    }
     let status = resp.status().as_u16().to_string();
     metrics::counter!(names::HTTP_REQUESTS_TOTAL,
         "method" => method.clone(), "route" => route.clone(), "status" => status)

@@ -62,6 +62,8 @@ pub struct Settings {
     pub local_models: LocalModelSettings,
     /// Remote providers served by name (`[llm.providers.<name>]`).
     pub providers: ProvidersConfig,
+    /// Model groups, aliases, fallbacks and deployment knobs (`[llm.router]`).
+    pub router: crate::gateway::routing::RouterConfig,
 }
 
 impl Settings {
@@ -86,13 +88,14 @@ impl Settings {
             chat: r.or("models.local_chat", true),
             embeddings: r.or("models.local_embeddings", true),
         };
-        let providers = read_providers(&mut r);
+        let (providers, router) = read_providers(&mut r);
         r.finish()?;
         Ok(Self {
             core,
             auth,
             local_models,
             providers,
+            router,
         })
     }
 }
@@ -148,29 +151,42 @@ fn read_auth(r: &mut ConfigReader, mode: DeploymentMode) -> AuthSettings {
     }
 }
 
-fn read_providers(r: &mut ConfigReader) -> ProvidersConfig {
+fn read_providers(
+    r: &mut ConfigReader,
+) -> (ProvidersConfig, crate::gateway::routing::RouterConfig) {
     let Some(llm) = r.section("llm") else {
-        return ProvidersConfig::default();
+        return Default::default();
     };
     let mut table = toml::Table::new();
+    let mut router = crate::gateway::routing::RouterConfig::default();
     for (k, v) in llm {
         if k == "providers" {
             table.insert(k, v);
+        } else if k == "router" {
+            let t = match v {
+                toml::Value::Table(t) => t,
+                _ => toml::Table::new(),
+            };
+            match crate::gateway::routing::RouterConfig::from_table(t) {
+                Ok(c) => router = c,
+                Err(e) => r.problem("llm.router", e.message().to_owned()),
+            }
         } else {
             r.problem(
                 &format!("llm.{k}"),
-                "unknown setting (only llm.providers.<name> is read)",
+                "unknown setting (only llm.providers.<name> and llm.router are read)",
             );
         }
     }
     let text = toml::to_string(&table).unwrap_or_default();
-    match ProvidersConfig::from_toml(&text) {
+    let providers = match ProvidersConfig::from_toml(&text) {
         Ok(p) => p,
         Err(e) => {
             r.problem("llm.providers", e.message().to_owned());
             ProvidersConfig::default()
         }
-    }
+    };
+    (providers, router)
 }
 
 #[cfg(test)]

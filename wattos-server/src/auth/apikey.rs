@@ -190,8 +190,10 @@ impl ApiKeyAuthenticator {
             && let Some((rec, at)) = c.get(id)
             && at.elapsed() < self.cache_ttl
         {
+            super::service::cache_op("api_key", "hit");
             return Ok(Some(rec.clone()));
         }
+        super::service::cache_op("api_key", "miss");
         let Some(rec) = self.store.find_by_id(id).await? else {
             return Ok(None);
         };
@@ -201,6 +203,7 @@ impl ApiKeyAuthenticator {
                 c.clear();
             }
             c.insert(id.to_owned(), (rec.clone(), Instant::now()));
+            super::service::cache_op("api_key", "set");
         }
         Ok(Some(rec))
     }

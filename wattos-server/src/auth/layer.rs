@@ -197,6 +197,9 @@ impl Auth {
                 .await
                 .map_err(|e| (e, None))?;
             if !d.allowed {
+                metrics::counter!(wattos_core::telemetry::names::RATE_LIMITED_TOTAL,
+                    "scope" => match what { "tenant" => "tenant_rpm", "user" => "user_rpm", _ => "key_rpm" })
+                .increment(1);
                 return Err((d.to_error(what), Some(d)));
             }
             if tightest.is_none_or(|t| d.remaining < t.remaining) {

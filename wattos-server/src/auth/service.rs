@@ -170,10 +170,12 @@ impl Auth {
             && let Some((entry, at)) = c.get(tenant)
             && at.elapsed() < ttl
         {
+            cache_op("tenant_config", "hit");
             return entry
                 .clone()
                 .ok_or_else(|| Error::unauthenticated("unknown or disabled tenant"));
         }
+        cache_op("tenant_config", "miss");
         let tenants = &self.inner.parts.tenants;
         let entry = match tenants.get_tenant(tenant).await? {
             Some(t) if !t.disabled => Some(TenantEntry {
@@ -186,6 +188,7 @@ impl Auth {
                 c.clear();
             }
             c.insert(tenant.clone(), (entry.clone(), Instant::now()));
+            cache_op("tenant_config", "set");
         }
         entry.ok_or_else(|| Error::unauthenticated("unknown or disabled tenant"))
     }
@@ -245,4 +248,11 @@ impl Auth {
         })
         .await;
     }
+}
+
+/// Counts one operation on one of the authentication caches (`cache_operations_total`).
+pub(crate) fn cache_op(cache: &'static str, result: &'static str) {
+    metrics::counter!(wattos_core::telemetry::names::CACHE_OPERATIONS_TOTAL,
+        "cache" => cache, "result" => result)
+    .increment(1);
 }

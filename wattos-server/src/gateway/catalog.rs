@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use wattos_core::embedding::EmbeddingModel;
 use wattos_core::llm::ChatModel;
+use wattos_core::tenancy::TenantConfig;
 use wattos_core::{Error, RequestContext, Result};
 
 /// One entry of `/v1/models`.
@@ -48,6 +49,7 @@ pub enum ModelKind {
 pub struct ModelCatalog {
     chat: BTreeMap<String, (ModelInfo, Arc<dyn ChatModel>)>,
     embedding: BTreeMap<String, (ModelInfo, Arc<dyn EmbeddingModel>)>,
+    policies: Option<Arc<super::routing::PolicySync>>,
 }
 
 impl std::fmt::Debug for ModelCatalog {
@@ -108,6 +110,30 @@ impl ModelCatalog {
             kind: ModelKind::Embedding,
         };
         self.embedding.insert(id, (info, model));
+    }
+
+    /// Keeps the routers' tenant policies in step with tenant configuration (see
+    /// [`ModelCatalog::apply_tenant_config`]).
+    pub fn set_policy_sync(&mut self, sync: Arc<super::routing::PolicySync>) {
+        self.policies = Some(sync);
+    }
+
+    /// Puts the caller's tenant configuration (allow-list, budgets) in force in the routers before
+    /// a call. A no-op without routers or without a configuration (authentication off).
+    pub fn apply_tenant_config(&self, ctx: &RequestContext, config: Option<&Arc<TenantConfig>>) {
+        if let (Some(sync), Some(cfg)) = (&self.policies, config) {
+            sync.apply(ctx.tenant(), cfg);
+        }
+    }
+
+    /// The models the caller's tenant may use: [`ModelCatalog::list`] filtered by the tenant's
+    /// `allowed_models` (when it has a list).
+    pub fn list_for(&self, ctx: &RequestContext, config: Option<&TenantConfig>) -> Vec<ModelInfo> {
+        let mut all = self.list(ctx);
+        if let Some(cfg) = config {
+            all.retain(|m| cfg.model_allowed(&m.id));
+        }
+        all
     }
 
     /// Whether a chat model named `id` exists.

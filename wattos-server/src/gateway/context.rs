@@ -27,6 +27,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
+/// The caller's tenant configuration, when authentication is on (`None` in embedded mode without
+/// authentication). Never rejects.
+#[derive(Debug, Clone, Default)]
+pub struct CallerConfig(pub Option<std::sync::Arc<wattos_core::tenancy::TenantConfig>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerConfig {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<crate::auth::Authenticated>()
+                .map(|a| a.config.clone()),
+        ))
+    }
+}
+
 /// The tenant every request belongs to when authentication is off (embedded single-user mode).
 pub const EMBEDDED_TENANT: &str = "default";
 

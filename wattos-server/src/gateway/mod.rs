@@ -7,12 +7,14 @@ pub mod anthropic;
 mod catalog;
 pub mod context;
 pub mod openai;
+pub mod routing;
+pub mod timing;
 
 use axum::Router;
 use axum::routing::{get, post};
 
 pub use catalog::{ModelCatalog, ModelInfo, ModelKind};
-pub use context::{Ctx, EMBEDDED_TENANT, embedded_identity};
+pub use context::{CallerConfig, Ctx, EMBEDDED_TENANT, embedded_identity};
 
 /// State the gateway handlers need.
 pub trait GatewayState: Clone + Send + Sync + 'static {

@@ -34,6 +34,45 @@ pub struct ModelUsage {
     pub output_tokens: u64,
     /// Spend in USD.
     pub cost_usd: f64,
+    /// Prompt tokens served from the provider's cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Calls that failed (counted in `requests`).
+    #[serde(default)]
+    pub failed: u64,
+    /// Mean upstream latency in milliseconds.
+    #[serde(default)]
+    pub avg_latency_ms: f64,
+}
+
+/// Usage of one API key (or user) in a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    /// API key id, user id or `system`.
+    pub principal: String,
+    /// Requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Spend in USD.
+    pub cost_usd: f64,
+}
+
+/// Usage of one UTC day in a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DayUsage {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Spend in USD.
+    pub cost_usd: f64,
 }
 
 /// A tenant's usage over a period.
@@ -45,6 +84,15 @@ pub struct UsageReport {
     pub until_ms: i64,
     /// Per-model figures.
     pub models: Vec<ModelUsage>,
+    /// Per API key (or user) figures.
+    #[serde(default)]
+    pub keys: Vec<KeyUsage>,
+    /// Per UTC day figures, oldest first.
+    #[serde(default)]
+    pub days: Vec<DayUsage>,
+    /// Total spend in USD.
+    #[serde(default)]
+    pub total_cost_usd: f64,
 }
 
 /// The hook the router's usage sink implements to serve `GET /v1/admin/usage`.
@@ -491,7 +539,9 @@ async fn h_usage(
         .clone()
         .ok_or_else(|| Error::unavailable("usage reporting is not configured"))?;
     let until = q.until_ms.unwrap_or_else(now_ms);
-    let since = q.since_ms.unwrap_or(until - 30 * 24 * 3600 * 1000);
+    let since = q
+        .since_ms
+        .unwrap_or_else(|| until.saturating_sub(30 * 24 * 3600 * 1000));
     Ok(Json(reporter.report(caller.tenant(), since, until).await?))
 }
 

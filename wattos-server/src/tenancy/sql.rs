@@ -96,6 +96,17 @@ impl SqlStore {
         Ok(Self { pool, backend })
     }
 
+    /// Counts one query (`db_queries_total{backend, operation}`).
+    fn count(&self, operation: &'static str) {
+        let backend = match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        metrics::counter!(wattos_core::telemetry::names::DB_QUERIES_TOTAL,
+            "backend" => backend, "operation" => operation)
+        .increment(1);
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -119,6 +130,7 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant> {
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        self.count("create_tenant");
         let config = serde_json::to_string(&TenantConfig::default()).map_err(json_err)?;
         sqlx::query(
             "INSERT INTO tenants (id, name, disabled, created_at, config) VALUES ($1, $2, $3, $4, $5)",
@@ -135,6 +147,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        self.count("get_tenant");
         let row = sqlx::query("SELECT id, name, disabled, created_at FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -144,6 +157,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn list_tenants(&self, after: Option<&TenantId>, limit: u32) -> Result<Vec<Tenant>> {
+        self.count("list_tenants");
         let rows = sqlx::query(
             "SELECT id, name, disabled, created_at FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
         )
@@ -156,6 +170,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn set_disabled(&self, id: &TenantId, disabled: bool) -> Result<()> {
+        self.count("set_disabled");
         let done = sqlx::query("UPDATE tenants SET disabled = $1 WHERE id = $2")
             .bind(i64::from(disabled))
             .bind(id.as_str())
@@ -169,6 +184,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn get_config(&self, id: &TenantId) -> Result<TenantConfig> {
+        self.count("get_config");
         let row = sqlx::query("SELECT config FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -180,6 +196,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn put_config(&self, id: &TenantId, config: &TenantConfig) -> Result<()> {
+        self.count("put_config");
         config.validate()?;
         let text = serde_json::to_string(config).map_err(json_err)?;
         let done = sqlx::query("UPDATE tenants SET config = $1 WHERE id = $2")
@@ -217,6 +234,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord> {
 #[async_trait]
 impl ApiKeyStore for SqlStore {
     async fn insert(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.count("insert");
         let roles = serde_json::to_string(&key.roles).map_err(json_err)?;
         sqlx::query(&format!(
             "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -238,6 +256,7 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn find_by_id(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.count("find_by_id");
         let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -247,6 +266,7 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn get(&self, tenant: &TenantId, id: &str) -> Result<ApiKeyRecord> {
+        self.count("get");
         let row = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND tenant_id = $2"
         ))
@@ -260,6 +280,7 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>> {
+        self.count("list");
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id"
         ))
@@ -271,6 +292,7 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn revoke(&self, tenant: &TenantId, id: &str, at_ms: i64) -> Result<()> {
+        self.count("revoke");
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND tenant_id = $3",
         )
@@ -287,6 +309,7 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn touch(&self, used: &[(String, i64)]) -> Result<()> {
+        self.count("touch");
         if used.is_empty() {
             return Ok(());
         }
@@ -332,6 +355,7 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditRecord> {
 #[async_trait]
 impl AuditSink for SqlStore {
     async fn append(&self, event: AuditEvent) -> Result<AuditRecord> {
+        self.count("append");
         let tenant = event.tenant.as_str().to_owned();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
@@ -400,6 +424,7 @@ impl AuditLog for SqlStore {
         filter: &AuditFilter,
         page: PageRequest,
     ) -> Result<AuditPage> {
+        self.count("query");
         let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1");
         let mut params = vec![Param::Text(tenant.as_str().to_owned())];
         let mut add = |cond: &str, p: Param| {
@@ -455,6 +480,7 @@ impl AuditLog for SqlStore {
     }
 
     async fn verify(&self, tenant: &TenantId) -> Result<ChainReport> {
+        self.count("verify");
         const CHUNK: i64 = 1000;
         let mut verifier = ChainVerifier::default();
         let mut after = 0_i64;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use wattos_core::llm::ChatStream;
 
 use super::GatewayState;
-use super::context::Ctx;
+use super::context::{CallerConfig, Ctx};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use chat::{ChatCompletionRequest, ChunkWriter};
 
@@ -46,8 +46,10 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResu
 pub async fn chat_completions<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    state.catalog().apply_tenant_config(&ctx, config.as_ref());
     let req: ChatCompletionRequest = parse_body(&body)?;
     let stream = req.is_stream();
     let include_usage = req.include_usage();
@@ -127,8 +129,10 @@ fn error_body(e: wattos_core::Error) -> ErrorBody {
 pub async fn embeddings<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<embeddings::EmbeddingList>> {
+    state.catalog().apply_tenant_config(&ctx, config.as_ref());
     let req: embeddings::EmbeddingRequest = parse_body(&body)?;
     let inputs = req.inputs()?;
     let encoding = req.encoding()?;
@@ -155,8 +159,17 @@ fn model_json(info: &super::ModelInfo) -> Value {
 
 /// `GET /v1/models`: the models the caller's tenant may use.
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "`{\"object\":\"list\",\"data\":[model...]}`", body = Object)))]
-pub async fn list_models<S: GatewayState>(State(state): State<S>, Ctx(ctx): Ctx) -> Json<Value> {
-    let data: Vec<Value> = state.catalog().list(&ctx).iter().map(model_json).collect();
+pub async fn list_models<S: GatewayState>(
+    State(state): State<S>,
+    Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
+) -> Json<Value> {
+    let data: Vec<Value> = state
+        .catalog()
+        .list_for(&ctx, config.as_deref())
+        .iter()
+        .map(model_json)
+        .collect();
     Json(json!({ "object": "list", "data": data }))
 }
 
@@ -169,11 +182,12 @@ pub async fn list_models<S: GatewayState>(State(state): State<S>, Ctx(ctx): Ctx)
 pub async fn get_model<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     state
         .catalog()
-        .list(&ctx)
+        .list_for(&ctx, config.as_deref())
         .iter()
         .find(|m| m.id == id)
         .map(|m| Json(model_json(m)))

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Gateway overhead benchmark: a fast local mock upstream (OpenAI wire format), the server configured
+# with it as a provider, and a load generator that calls the mock directly and through the gateway
+# at several concurrencies, printing latency p50/p99, throughput and the latency the gateway adds.
+#
+# Usage: scripts/bench-gateway.sh [secs-per-point (default 5)] [concurrencies (default 1,16,64)]
+# Env:   PROFILE=release (default) | dev    MOCK_PORT (default 18091)    GATEWAY_PORT (default 18090)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+CONC=${2:-1,16,64}
+PROFILE=${PROFILE:-release}
+MOCK_PORT=${MOCK_PORT:-18091}
+GATEWAY_PORT=${GATEWAY_PORT:-18090}
+TARGET=${CARGO_TARGET_DIR:-target}
+DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+
+cargo build --profile "$PROFILE" -p wattos-server --bin wattos-server --example gateway_load >&2
+
+WORK=$(mktemp -d)
+cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "${MOCK_PID:-}" ] && kill "$MOCK_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$TARGET/$DIR/examples/gateway_load" mock "$MOCK_PORT" >"$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+
+cat >"$WORK/wattos.toml" <<TOML
+[server]
+bind = "127.0.0.1:$GATEWAY_PORT"
+max_concurrent_requests = 4096
+
+[telemetry]
+log_filter = "warn"
+
+[models]
+local_chat = false
+local_embeddings = false
+
+[llm.providers.bench]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+api_key = "sk-bench"
+model = "bench-model"
+TOML
+
+WATTOS_DATA_DIR="$WORK/data" "$TARGET/$DIR/wattos-server" --config "$WORK/wattos.toml" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+
+for _ in $(seq 1 100); do
+  if curl -sf "http://127.0.0.1:$GATEWAY_PORT/health/liveness" >/dev/null 2>&1 &&
+     curl -sf -X POST "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" -H 'content-type: application/json' \
+       -d '{"model":"m","messages":[]}' >/dev/null 2>&1; then
+    break
+  fi
+  sleep 0.1
+done
+
+echo "gateway benchmark: $(nproc) CPUs, profile $PROFILE, $(date -u +%FT%TZ)"
+"$TARGET/$DIR/examples/gateway_load" run "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$GATEWAY_PORT" bench "$SECS" "$CONC"
+"$TARGET/$DIR/examples/gateway_load" run "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$GATEWAY_PORT" bench "$SECS" "$CONC" stream
+echo
+echo "gateway_request_overhead_us (server-side: time in the server minus upstream time):"
+curl -s "http://127.0.0.1:$GATEWAY_PORT/metrics" | grep -E '^gateway_request_overhead_us_(sum|count)|^gateway_overhead_us_(sum|count)' || true
