@@ -21,6 +21,7 @@ mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod checks;
+pub mod console;
 pub mod error;
 pub mod gateway;
 pub mod middleware;
