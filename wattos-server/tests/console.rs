@@ -58,6 +58,7 @@ fn jwt(tenant: &str, roles: &[&str]) -> String {
 struct Server {
     child: Child,
     base: String,
+    models: bool,
     _data: TempDir,
 }
 
@@ -109,6 +110,7 @@ async fn start_server() -> Server {
     Server {
         child,
         base,
+        models,
         _data: data,
     }
 }
@@ -205,6 +207,10 @@ async fn console_in_headless_chromium() {
         .env("WATTOS_CONSOLE_KEYS", keys.to_string())
         .env("WATTOS_CONSOLE_ARTIFACTS", &art)
         .env("WATTOS_CHROMIUM", &chromium)
+        .env(
+            "WATTOS_CONSOLE_MODELS",
+            if server.models { "1" } else { "0" },
+        )
         .output()
         .await
         .expect("node runs");

@@ -4,7 +4,9 @@
 //
 // Flows for routes that other branches add (RAG, agents, usage) run when the server has the
 // route and report "SKIPPED (route missing)" otherwise, so this script passes before and after
-// those merges; set WATTOS_CONSOLE_REQUIRE=rag,agents,usage to make a missing route a failure.
+// those merges; the RAG and agent flows also need the local models (WATTOS_CONSOLE_MODELS=1, set
+// by console.rs when WATTOS_MODELS__DIR exists). WATTOS_CONSOLE_REQUIRE=rag,agents,usage makes a
+// skipped flow a failure.
 
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
@@ -17,6 +19,8 @@ const KEYS = JSON.parse(process.env.WATTOS_CONSOLE_KEYS);
 const ART = process.env.WATTOS_CONSOLE_ARTIFACTS;
 const CHROMIUM = process.env.WATTOS_CHROMIUM || "/usr/bin/chromium";
 const REQUIRE = new Set((process.env.WATTOS_CONSOLE_REQUIRE || "").split(",").filter(Boolean));
+// Whether the server loaded the local chat and embedding models (the RAG and agent flows need them).
+const MODELS = process.env.WATTOS_CONSOLE_MODELS === "1";
 mkdirSync(ART, { recursive: true });
 
 const results = [];
@@ -208,7 +212,8 @@ try {
 
   // --- RAG playground (server-apis' routes)
   await page.click('#nav a[data-page="rag"]');
-  if (await hasRoute("GET", "/v1/rag/collections", KEYS.acme_owner)) {
+  const ragRoute = await hasRoute("GET", "/v1/rag/collections", KEYS.acme_owner);
+  if (ragRoute && MODELS) {
     const coll = `e2e${Date.now()}`;
     let r = await api("POST", "/v1/rag/collections", KEYS.acme_owner, { name: coll });
     assert.equal(r.status, 201, r.text);
@@ -237,15 +242,16 @@ try {
     }
     await shot("07-rag");
   } else {
-    assert.ok(!REQUIRE.has("rag"), "the RAG API is required but missing");
-    await page.waitForSelector('[data-testid="unavailable"]');
+    assert.ok(!REQUIRE.has("rag"), "the RAG flow is required but the route or the models are missing");
+    if (!ragRoute) await page.waitForSelector('[data-testid="unavailable"]');
     await shot("07-rag-unavailable");
-    note("RAG playground", "SKIPPED", "route missing on this server; the page says so");
+    note("RAG playground", "SKIPPED", ragRoute ? "no local models loaded (set WATTOS_MODELS__DIR)" : "route missing on this server; the page says so");
   }
 
   // --- agents: approve a pending step (server-apis' routes)
   await page.click('#nav a[data-page="agents"]');
-  if (await hasRoute("GET", "/v1/agents/graphs", KEYS.acme_owner)) {
+  const agentsRoute = await hasRoute("GET", "/v1/agents/graphs", KEYS.acme_owner);
+  if (agentsRoute && MODELS) {
     const graphs = (await api("GET", "/v1/agents/graphs", KEYS.acme_owner)).json.data.map((g) => g.name);
     assert.ok(graphs.includes("approval"), `built-in approval graph (have ${graphs})`);
     const run = await api("POST", "/v1/agents/graphs/approval/runs", KEYS.acme_owner, { input: { request: "Announce the maintenance window." } });
@@ -260,10 +266,10 @@ try {
     await shot("08-agents");
     note("approve a pending agent step; timeline shown", "PASS");
   } else {
-    assert.ok(!REQUIRE.has("agents"), "the agents API is required but missing");
-    await page.waitForSelector('[data-testid="unavailable"]');
+    assert.ok(!REQUIRE.has("agents"), "the agent flow is required but the route or the models are missing");
+    if (!agentsRoute) await page.waitForSelector('[data-testid="unavailable"]');
     await shot("08-agents-unavailable");
-    note("agent approvals", "SKIPPED", "route missing on this server; the page says so");
+    note("agent approvals", "SKIPPED", agentsRoute ? "no local models loaded (set WATTOS_MODELS__DIR)" : "route missing on this server; the page says so");
   }
 
   // --- platform admin: tenants page
