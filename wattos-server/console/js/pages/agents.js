@@ -71,10 +71,11 @@ async function drawRun(out, id) {
       h("h2", {}, `Run `, h("code", {}, run.id), " ", pill(run.status)),
       h("p", { class: "muted" }, `${run.graph} · thread ${run.thread_id} · ${run.steps} steps · started ${fmtTime(run.created_at_ms)} · updated ${fmtTime(run.updated_at_ms)}`),
       run.error ? h("p", { class: "error" }, `${run.error.code}: ${run.error.message}`) : null,
+      run.reason ? h("p", { class: "muted" }, `Reason: ${run.reason}`) : null,
       h("h3", {}, "Step timeline (checkpoints)"),
       steps.length === 0 ? h("p", { class: "muted" }, "No checkpoints.") :
         h("ol", { class: "timeline", "data-testid": "timeline" }, steps.map((c) => h("li", { class: c.next.length && run.status === "interrupted" && c.id === run.checkpoint ? "interrupt" : "" },
-          h("strong", {}, `step ${c.step}`), ` · ${c.source}`,
+          h("strong", {}, `step ${c.step}`), ` · ${typeof c.source === "string" ? c.source : JSON.stringify(c.source)}`,
           c.next.length ? h("span", {}, " · next: ", c.next.map((n) => h("code", {}, n, " "))) : h("span", { class: "muted" }, " · end"),
           Object.keys(c.metadata || {}).length ? h("details", {}, h("summary", {}, "metadata"), h("pre", {}, json(c.metadata))) : null,
           h("div", { class: "muted mono" }, c.id)))),

@@ -15,7 +15,7 @@ function sourceCard(src, cited) {
       where ? h("span", {}, where) : null,
       h("span", { "data-testid": "score" }, `score ${Number(src.score).toFixed(4)}`),
       cited ? pill("cited", "ok") : null,
-      src.start_char !== undefined ? h("span", {}, `chars ${src.start_char}–${src.end_char}`) : null),
+      src.start_char != null && src.end_char != null ? h("span", {}, `chars ${src.start_char}–${src.end_char}`) : null),
     h("div", {}, src.text));
 }
 
