@@ -32,6 +32,19 @@ export WATTOS_SDK_PYTHON="$PWD/$VENV/bin/python"
 if [[ ! -d "$SDK_DIR/node_modules/openai" ]]; then
   (cd "$SDK_DIR" && npm ci --silent --no-audit --no-fund)
 fi
+# Headless Chromium (console end-to-end test) and promtool (alert rules), from Debian packages.
+if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get install -y --no-install-recommends chromium prometheus >/dev/null \
+      || echo "test: cannot install chromium/prometheus; the console e2e and promtool tests will skip" >&2
+  else
+    echo "test: chromium or promtool missing (Debian: apt-get install chromium prometheus); those tests will skip" >&2
+  fi
+fi
+CONSOLE_E2E_DIR=wattos-server/tests/console
+if [[ ! -d "$CONSOLE_E2E_DIR/node_modules/playwright-core" ]]; then
+  (cd "$CONSOLE_E2E_DIR" && npm ci --silent --no-audit --no-fund)
+fi
 
 if [[ -z "${QDRANT_URL:-}" ]]; then
   echo "test: QDRANT_URL is not set; the Qdrant store tests will be skipped" >&2

@@ -46,6 +46,7 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
     };
     let mut router = extra
         .merge(api)
+        .merge(crate::console::routes(&state))
         .route("/", get(routes::index))
         .route("/health", get(routes::health))
         .route("/health/liveness", get(routes::liveness))

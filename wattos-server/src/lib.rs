@@ -24,6 +24,7 @@ pub mod appdb;
 pub mod auth;
 pub mod bootstrap;
 pub mod checks;
+pub mod console;
 pub mod error;
 pub mod gateway;
 pub mod middleware;
