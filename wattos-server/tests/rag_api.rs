@@ -161,7 +161,7 @@ async fn collections_ingest_search_answer_and_restart() {
 
     // Answer (JSON): cited sources come from the collection; unknown model is 404.
     let answer = format!("{c}/handbook/answer");
-    let (s, b) = post(&http, answer.clone(), json!({"question": "How do solar panels make electricity?", "top_k": 2, "max_tokens": 48})).await;
+    let (s, b) = post(&http, answer.clone(), json!({"question": "How do solar panels make electricity?", "top_k": 2, "max_tokens": 16})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["object"], "rag.answer");
     assert_eq!(b["model"], "smollm2-135m-instruct");
@@ -180,7 +180,7 @@ async fn collections_ingest_search_answer_and_restart() {
     assert_eq!(s, 400);
 
     // Answer (SSE): sources, deltas, done; the done text is the concatenated deltas (citation-checked).
-    let resp = http.post(answer.clone()).json(&json!({"question": "What do wind turbines do?", "top_k": 2, "max_tokens": 32, "stream": true})).send().await.unwrap();
+    let resp = http.post(answer.clone()).json(&json!({"question": "What do wind turbines do?", "top_k": 1, "max_tokens": 12, "stream": true})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let events = parse_sse(&resp.text().await.unwrap());

@@ -137,7 +137,7 @@ pub fn register(
             "You are a helpful assistant. Use the search_documents tool when the question is about \
              the user's documents, and answer briefly.",
         )
-        .with_max_tokens(256);
+        .with_max_tokens(192);
     if let Some(rag) = rag {
         assistant = assistant.with_tool(Arc::new(SearchDocuments::new(rag)));
     }
@@ -168,7 +168,7 @@ pub fn register(
                         Message::user(state.request.clone()),
                     ],
                 );
-                req.max_tokens = Some(128);
+                req.max_tokens = Some(96);
                 let resp = call_model(&ctx, &*model, req).await?;
                 Ok(NodeOutput::update(
                     ApprovalUpdate::default().draft(resp.text().to_owned()),

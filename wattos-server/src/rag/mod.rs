@@ -971,8 +971,13 @@ pub async fn answer(
     let req = answer_request(&body.question, &context, &opts);
     let deltas = chat.chat_stream(&ctx, req).await?;
     let sources: Vec<SourceRef> = context.sources.iter().cloned().map(Into::into).collect();
+    // A struct, not `json!`: scores keep their f32 rendering, as in the `done` event.
+    #[derive(serde::Serialize)]
+    struct SourcesEvent {
+        sources: Vec<SourceRef>,
+    }
     let first = futures::stream::once(async move {
-        Ok::<_, Infallible>(sse("sources", &json!({ "sources": sources })))
+        Ok::<_, Infallible>(sse("sources", &SourcesEvent { sources }))
     });
     let rest = answer_events(deltas, context, model_name);
     Ok(Sse::new(first.chain(rest))

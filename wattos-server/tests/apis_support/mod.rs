@@ -38,6 +38,8 @@ pub(crate) async fn state(models: &str, data: &Path, auth: bool, extra: &[(&str,
     let mut env = vec![
         ("WATTOS_DATA_DIR".to_owned(), data.display().to_string()),
         ("WATTOS_MODELS__DIR".to_owned(), models.to_owned()),
+        // The local model on a loaded CI machine can take longer than the default 60 s.
+        ("WATTOS_SERVER__REQUEST_TIMEOUT".to_owned(), "10m".to_owned()),
     ];
     if auth {
         for (k, v) in [
