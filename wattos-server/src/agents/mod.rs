@@ -246,7 +246,8 @@ fn finished(row: RunRow, result: wattos_core::Result<JsonOutcome>) -> ApiResult<
     params(("graph" = String, Path, description = "Graph name")),
     request_body = StartRun,
     responses(
-        (status = 200, description = "The run (completed, interrupted or rejected), or with `stream: true` a `text/event-stream`: `run` (summary), `update` / `node` / `values` / `checkpoint` events, then `done` (the run) or `error`", body = Run),
+        (status = 200, description = "The run (completed, interrupted or rejected), or with `stream: true` a `text/event-stream`: `run` (summary), `update` / `node` / `values` / `checkpoint` events, then `done` (the run) or `error`",
+            content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body, thread id or input", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing agents:run", body = ErrorBody),
@@ -405,7 +406,8 @@ pub async fn get_run(
     params(("run_id" = String, Path, description = "Run id")),
     request_body = ResumeRun,
     responses(
-        (status = 200, description = "The continued run, or with `stream: true` a `text/event-stream` as for starting a run", body = Run),
+        (status = 200, description = "The continued run, or with `stream: true` a `text/event-stream` as for starting a run",
+            content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body (edit needs `value`)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing agents:resume", body = ErrorBody),
@@ -519,7 +521,11 @@ pub async fn list_checkpoints(
                 parent: c.parent.map(|p| p.to_string()),
                 step: c.step,
                 next: c.next,
-                source: serde_json::to_value(c.source).unwrap_or(Value::Null),
+                source: match serde_json::to_value(c.source) {
+                    Ok(Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(_) => String::new(),
+                },
                 metadata: Value::Object(c.metadata),
             })
             .collect(),

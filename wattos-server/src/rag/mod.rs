@@ -917,7 +917,8 @@ fn answer_json(model: String, a: wattos_rag::answer::Answer) -> AnswerResponse {
     params(("collection" = String, Path, description = "Collection name")),
     request_body = AnswerBody,
     responses(
-        (status = 200, description = "A cited answer, or with `stream: true` a `text/event-stream`: `sources` ({sources}), `delta` ({text}) events, then `done` (the answer object) or `error` (an error body)", body = AnswerResponse),
+        (status = 200, description = "A cited answer, or with `stream: true` a `text/event-stream`: `sources` ({sources}), `delta` ({text}) events, then `done` (the answer object) or `error` (an error body)",
+            content((AnswerResponse = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body or filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing rag:query", body = ErrorBody),
