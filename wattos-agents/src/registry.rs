@@ -179,7 +179,12 @@ pub trait JsonGraph: Send + Sync {
     fn validate_input(&self, input: &Value) -> Result<()>;
     /// [`JsonGraph::invoke`] as a stream of events ending with [`JsonEvent::Done`]. Invalid input
     /// is the stream's only item.
-    fn stream(&self, ctx: &RequestContext, thread: Option<ThreadId>, input: Value) -> JsonEventStream;
+    fn stream(
+        &self,
+        ctx: &RequestContext,
+        thread: Option<ThreadId>,
+        input: Value,
+    ) -> JsonEventStream;
     /// [`JsonGraph::resume`] as a stream of events ending with [`JsonEvent::Done`].
     fn stream_resume(
         &self,
@@ -243,7 +248,12 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
             .map(|_| ())
             .map_err(|e| Error::invalid_field("input", format!("not a valid state update: {e}")))
     }
-    fn stream(&self, ctx: &RequestContext, thread: Option<ThreadId>, input: Value) -> JsonEventStream {
+    fn stream(
+        &self,
+        ctx: &RequestContext,
+        thread: Option<ThreadId>,
+        input: Value,
+    ) -> JsonEventStream {
         let update: S::Update = match serde_json::from_value(input) {
             Ok(u) => u,
             Err(e) => {
@@ -256,8 +266,7 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
             ..RunConfig::default()
         };
         Box::pin(
-            CompiledGraph::stream(self, ctx, &cfg, update)
-                .map(|item| item.and_then(to_json_event)),
+            CompiledGraph::stream(self, ctx, &cfg, update).map(|item| item.and_then(to_json_event)),
         )
     }
     fn stream_resume(

@@ -31,7 +31,11 @@ pub async fn build_services(
 ) -> Result<(Option<RagService>, AgentsService)> {
     let db = AppDb::connect(&AppDb::url_for(config)?, prefix.unwrap_or(DEFAULT_PREFIX)).await?;
     let ctx = RequestContext::system(TenantId::new(crate::gateway::EMBEDDED_TENANT)?);
-    let rag = match pick(catalog, crate::bootstrap::LOCAL_EMBEDDING_MODEL, ModelKind::Embedding) {
+    let rag = match pick(
+        catalog,
+        crate::bootstrap::LOCAL_EMBEDDING_MODEL,
+        ModelKind::Embedding,
+    ) {
         Some(name) => {
             let embedder = catalog.embedding(&ctx, &name)?;
             Some(RagService::new(

@@ -17,9 +17,9 @@
 //!
 //! Operational endpoints: `/health/liveness`, `/health/readiness`, `/health`, `/metrics`.
 
-mod app;
 pub mod agents;
 pub mod apis;
+mod app;
 pub mod appdb;
 pub mod auth;
 pub mod bootstrap;

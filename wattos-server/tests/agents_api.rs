@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use apis_support::*;
 use serde_json::{Value, json};
-use wattos_agents::agent::{AgentState, ReactAgent};
 use wattos_agents::CompileOptions;
+use wattos_agents::agent::{AgentState, ReactAgent};
+use wattos_core::RequestContext;
 use wattos_core::test_utils::chat::ScriptedChatModel;
 use wattos_core::tool::{Tool, ToolError};
-use wattos_core::RequestContext;
 
 async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let resp = http.post(url).json(&body).send().await.unwrap();
@@ -62,12 +62,25 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     // Built-in graphs.
     let (s, b) = get(&http, format!("{a}/graphs")).await;
     assert_eq!(s, 200);
-    let names: Vec<&str> = b["data"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["approval", "assistant"]);
-    assert_eq!(b["data"][0]["input_example"]["request"], "Please refund order 1234.");
+    assert_eq!(
+        b["data"][0]["input_example"]["request"],
+        "Please refund order 1234."
+    );
 
     // approval: stops before `publish` with a pending interrupt.
-    let (s, run) = post(&http, format!("{a}/graphs/approval/runs"), json!({"input": {"request": "Please refund order 1234."}, "thread_id": "ticket-1"})).await;
+    let (s, run) = post(
+        &http,
+        format!("{a}/graphs/approval/runs"),
+        json!({"input": {"request": "Please refund order 1234."}, "thread_id": "ticket-1"}),
+    )
+    .await;
     assert_eq!(s, 200, "{run}");
     assert_eq!(run["status"], "interrupted");
     assert_eq!(run["thread_id"], "ticket-1");
@@ -85,7 +98,12 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     assert_eq!(b["status"], "interrupted");
     assert_eq!(b["interrupts"][0]["node"], "publish");
     // A thread with a pending interrupt takes no new run.
-    let (s, b) = post(&http, format!("{a}/graphs/approval/runs"), json!({"input": {"request": "again"}, "thread_id": "ticket-1"})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/graphs/approval/runs"),
+        json!({"input": {"request": "again"}, "thread_id": "ticket-1"}),
+    )
+    .await;
     assert_eq!((s, b["error"]["param"].as_str()), (409, Some("thread_id")));
 
     // Restart: the interrupted run resumes on a fresh server over the same data folder.
@@ -94,14 +112,24 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     let base = serve(state(&models, &data, false, &[]).await).await;
     let http = reqwest::Client::new();
     let a = format!("{base}/v1/agents");
-    let (s, b) = post(&http, format!("{a}/runs/{id}/resume"), json!({"action": "approve"})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/runs/{id}/resume"),
+        json!({"action": "approve"}),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "completed");
     assert_eq!(b["state"]["published"], true);
     assert_eq!(b["state"]["reply"], draft.as_str());
     assert_eq!(b["interrupts"], json!([]));
     // Resuming twice is a conflict.
-    let (s, b) = post(&http, format!("{a}/runs/{id}/resume"), json!({"action": "approve"})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/runs/{id}/resume"),
+        json!({"action": "approve"}),
+    )
+    .await;
     assert_eq!((s, b["error"]["code"].as_str()), (409, Some("conflict")));
     // The thread's timeline.
     let (s, b) = get(&http, format!("{a}/threads/ticket-1/checkpoints")).await;
@@ -109,24 +137,52 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     assert_eq!(b["graph"], "approval");
     let cps = b["data"].as_array().unwrap();
     assert!(cps.len() >= 3, "{b}");
-    assert!(cps[0]["step"].as_u64().unwrap() > cps[cps.len() - 1]["step"].as_u64().unwrap(), "newest first");
+    assert!(
+        cps[0]["step"].as_u64().unwrap() > cps[cps.len() - 1]["step"].as_u64().unwrap(),
+        "newest first"
+    );
     let (_, b) = get(&http, format!("{a}/threads/ticket-1/checkpoints?limit=1")).await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
 
     // Edit: the human's draft is published.
-    let (_, run) = post(&http, format!("{a}/graphs/approval/runs"), json!({"input": {"request": "Cancel my subscription."}})).await;
+    let (_, run) = post(
+        &http,
+        format!("{a}/graphs/approval/runs"),
+        json!({"input": {"request": "Cancel my subscription."}}),
+    )
+    .await;
     let id2 = run["id"].as_str().unwrap();
     assert_eq!(run["thread_id"], id2, "default thread = run id");
-    let (s, b) = post(&http, format!("{a}/runs/{id2}/resume"), json!({"action": "edit"})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/runs/{id2}/resume"),
+        json!({"action": "edit"}),
+    )
+    .await;
     assert_eq!((s, b["error"]["param"].as_str()), (400, Some("value")));
-    let (s, b) = post(&http, format!("{a}/runs/{id2}/resume"), json!({"action": "edit", "value": {"draft": "Done: cancelled."}})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/runs/{id2}/resume"),
+        json!({"action": "edit", "value": {"draft": "Done: cancelled."}}),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["state"]["reply"], "Done: cancelled.");
 
     // Reject: the run stops with the reason.
-    let (_, run) = post(&http, format!("{a}/graphs/approval/runs"), json!({"input": {"request": "Delete all data."}})).await;
+    let (_, run) = post(
+        &http,
+        format!("{a}/graphs/approval/runs"),
+        json!({"input": {"request": "Delete all data."}}),
+    )
+    .await;
     let id3 = run["id"].as_str().unwrap();
-    let (s, b) = post(&http, format!("{a}/runs/{id3}/resume"), json!({"action": "reject", "reason": "not allowed"})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/runs/{id3}/resume"),
+        json!({"action": "reject", "reason": "not allowed"}),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "rejected");
     assert_eq!(b["reason"], "not allowed");
@@ -135,20 +191,41 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     assert_eq!(b["data"][0]["id"], id3);
 
     // Streaming: run events, then done with the interrupted run; resume streamed too.
-    let resp = http.post(format!("{a}/graphs/approval/runs")).json(&json!({"input": {"request": "Hello"}, "stream": true})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/graphs/approval/runs"))
+        .json(&json!({"input": {"request": "Hello"}, "stream": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let events = parse_sse(&resp.text().await.unwrap());
     assert_eq!(events[0].0, "run");
     assert_eq!(events[0].1["status"], "running");
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(names.contains(&"update") && names.contains(&"checkpoint"), "{names:?}");
-    assert!(names.contains(&"node"), "model tokens are streamed: {names:?}");
+    assert!(
+        names.contains(&"update") && names.contains(&"checkpoint"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"node"),
+        "model tokens are streamed: {names:?}"
+    );
     let (last, done) = events.last().unwrap();
     assert_eq!(last, "done");
     assert_eq!(done["status"], "interrupted");
     let sid = done["id"].as_str().unwrap();
-    let resp = http.post(format!("{a}/runs/{sid}/resume")).json(&json!({"action": "approve", "stream": true})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/runs/{sid}/resume"))
+        .json(&json!({"action": "approve", "stream": true}))
+        .send()
+        .await
+        .unwrap();
     let events = parse_sse(&resp.text().await.unwrap());
     let (last, done) = events.last().unwrap();
     assert_eq!(last, "done");
@@ -156,7 +233,12 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     assert_eq!(done["state"]["published"], true);
 
     // assistant: a ReAct run on the real model completes with an assistant message.
-    let (s, b) = post(&http, format!("{a}/graphs/assistant/runs"), json!({"input": serde_json::to_value(AgentState::user("Say hello.")).unwrap()})).await;
+    let (s, b) = post(
+        &http,
+        format!("{a}/graphs/assistant/runs"),
+        json!({"input": serde_json::to_value(AgentState::user("Say hello.")).unwrap()}),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "completed");
     let msgs = b["state"]["messages"].as_array().unwrap();
@@ -168,7 +250,10 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     for (bad, param) in [
         (json!({"input": 5}), Some("input")),
         (json!({"input": {"request": 5}}), Some("input")),
-        (json!({"input": {}, "thread_id": "bad id!"}), Some("thread_id")),
+        (
+            json!({"input": {}, "thread_id": "bad id!"}),
+            Some("thread_id"),
+        ),
         (json!({"inputs": {}}), None),
     ] {
         let (s, b) = post(&http, format!("{a}/graphs/approval/runs"), bad.clone()).await;
@@ -178,7 +263,12 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
         }
     }
     // A thread belongs to its graph.
-    let (s, _) = post(&http, format!("{a}/graphs/assistant/runs"), json!({"input": {}, "thread_id": "ticket-1"})).await;
+    let (s, _) = post(
+        &http,
+        format!("{a}/graphs/assistant/runs"),
+        json!({"input": {}, "thread_id": "ticket-1"}),
+    )
+    .await;
     assert_eq!(s, 409);
     let (s, _) = get(&http, format!("{a}/runs?status=sleeping")).await;
     assert_eq!(s, 400);
@@ -188,7 +278,12 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
     assert_eq!(s, 404);
     let (s, _) = get(&http, format!("{a}/threads/nope/checkpoints")).await;
     assert_eq!(s, 404);
-    let (s, _) = post(&http, format!("{a}/runs/{id}/resume"), json!({"action": "maybe"})).await;
+    let (s, _) = post(
+        &http,
+        format!("{a}/runs/{id}/resume"),
+        json!({"action": "maybe"}),
+    )
+    .await;
     assert_eq!(s, 400);
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -197,7 +292,13 @@ async fn runs_interrupt_resume_stream_and_survive_a_restart() {
 async fn tenants_are_isolated_and_embedding_apps_register_graphs() {
     let Some(models) = models_dir() else { return };
     let data = data_dir("agents-tenancy");
-    let state = state(&models, &data, true, &[("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false")]).await;
+    let state = state(
+        &models,
+        &data,
+        true,
+        &[("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false")],
+    )
+    .await;
     // An embedding application registers its own graph, compiled with the server's checkpointer.
     let agents = state.agents().unwrap();
     let model = ScriptedChatModel::new()
@@ -207,7 +308,14 @@ async fn tenants_are_isolated_and_embedding_apps_register_graphs() {
         .with_tool(Arc::new(Refund))
         .compile(CompileOptions::new().with_checkpointer(agents.checkpointer()))
         .unwrap();
-    agents.register("refunds", "Refunds with approval", json!({"messages": []}), refunds).unwrap();
+    agents
+        .register(
+            "refunds",
+            "Refunds with approval",
+            json!({"messages": []}),
+            refunds,
+        )
+        .unwrap();
     let unpersisted = ReactAgent::new(Arc::new(ScriptedChatModel::new()), "scripted")
         .compile(CompileOptions::new())
         .unwrap();
@@ -216,17 +324,36 @@ async fn tenants_are_isolated_and_embedding_apps_register_graphs() {
     let http = reqwest::Client::new();
     let admin = jwt("platform", &["platform_admin"]);
     for t in ["acme", "globex"] {
-        let resp = http.post(format!("{base}/v1/admin/tenants")).bearer_auth(&admin).json(&json!({"id": t, "name": t})).send().await.unwrap();
+        let resp = http
+            .post(format!("{base}/v1/admin/tenants"))
+            .bearer_auth(&admin)
+            .json(&json!({"id": t, "name": t}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 201);
     }
     let acme = jwt("acme", &["member"]);
     let globex = jwt("globex", &["member"]);
     let a = format!("{base}/v1/agents");
-    assert_eq!(http.get(format!("{a}/graphs")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(format!("{a}/graphs"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     // A tool call over the limit waits for approval (a dynamic interrupt).
     let input = serde_json::to_value(AgentState::user("refund 250")).unwrap();
-    let resp = http.post(format!("{a}/graphs/refunds/runs")).bearer_auth(&acme).json(&json!({"input": input, "thread_id": "t1"})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/graphs/refunds/runs"))
+        .bearer_auth(&acme)
+        .json(&json!({"input": input, "thread_id": "t1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let run: Value = resp.json().await.unwrap();
     assert_eq!(run["status"], "interrupted", "{run}");
@@ -235,29 +362,85 @@ async fn tenants_are_isolated_and_embedding_apps_register_graphs() {
     let id = run["id"].as_str().unwrap();
 
     // globex cannot see, resume or inspect acme's run and thread, and has no pending approvals.
-    for url in [format!("{a}/runs/{id}"), format!("{a}/threads/t1/checkpoints")] {
-        assert_eq!(http.get(&url).bearer_auth(&globex).send().await.unwrap().status(), 404, "{url}");
+    for url in [
+        format!("{a}/runs/{id}"),
+        format!("{a}/threads/t1/checkpoints"),
+    ] {
+        assert_eq!(
+            http.get(&url)
+                .bearer_auth(&globex)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404,
+            "{url}"
+        );
     }
-    let resp = http.post(format!("{a}/runs/{id}/resume")).bearer_auth(&globex).json(&json!({"action": "approve"})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/runs/{id}/resume"))
+        .bearer_auth(&globex)
+        .json(&json!({"action": "approve"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    let b: Value = http.get(format!("{a}/runs?status=interrupted")).bearer_auth(&globex).send().await.unwrap().json().await.unwrap();
+    let b: Value = http
+        .get(format!("{a}/runs?status=interrupted"))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(b["data"], json!([]));
     // The same thread id is globex's own: its run starts fresh.
-    let resp = http.post(format!("{a}/graphs/approval/runs")).bearer_auth(&globex).json(&json!({"input": {"request": "hi"}, "thread_id": "t1"})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/graphs/approval/runs"))
+        .bearer_auth(&globex)
+        .json(&json!({"input": {"request": "hi"}, "thread_id": "t1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "t1 of acme does not exist for globex");
 
     // A viewer cannot run or resume.
     let viewer = jwt("acme", &["viewer"]);
-    let resp = http.post(format!("{a}/runs/{id}/resume")).bearer_auth(&viewer).json(&json!({"action": "approve"})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/runs/{id}/resume"))
+        .bearer_auth(&viewer)
+        .json(&json!({"action": "approve"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
-    assert_eq!(http.get(format!("{a}/graphs")).bearer_auth(&viewer).send().await.unwrap().status(), 403);
+    assert_eq!(
+        http.get(format!("{a}/graphs"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     // acme approves; the tool runs and the agent answers.
-    let resp = http.post(format!("{a}/runs/{id}/resume")).bearer_auth(&acme).json(&json!({"action": "approve"})).send().await.unwrap();
+    let resp = http
+        .post(format!("{a}/runs/{id}/resume"))
+        .bearer_auth(&acme)
+        .json(&json!({"action": "approve"}))
+        .send()
+        .await
+        .unwrap();
     let b: Value = resp.json().await.unwrap();
     assert_eq!(b["status"], "completed", "{b}");
     let msgs = b["state"]["messages"].as_array().unwrap();
-    assert!(msgs.iter().any(|m| m["role"] == "tool" && m["content"].as_str().unwrap_or("").contains("250")), "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m["role"] == "tool" && m["content"].as_str().unwrap_or("").contains("250")),
+        "{msgs:?}"
+    );
     assert_eq!(msgs.last().unwrap()["content"], "Refunded 250.");
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -285,10 +468,15 @@ async fn shared_postgres_run_moves_between_instances() {
             )
             .unwrap();
             let mut catalog = wattos_server::gateway::ModelCatalog::default();
-            catalog.add_chat("scripted", "tests", Arc::new(ScriptedChatModel::new().then_text(draft)));
-            let (rag, agents) = wattos_server::apis::build_services(&config, &catalog, Some(&prefix))
-                .await
-                .unwrap();
+            catalog.add_chat(
+                "scripted",
+                "tests",
+                Arc::new(ScriptedChatModel::new().then_text(draft)),
+            );
+            let (rag, agents) =
+                wattos_server::apis::build_services(&config, &catalog, Some(&prefix))
+                    .await
+                    .unwrap();
             assert!(rag.is_none(), "no embedding model, no RAG");
             let state = wattos_server::AppState::with_parts(
                 config.clone(),
@@ -303,18 +491,36 @@ async fn shared_postgres_run_moves_between_instances() {
     let two = instance("unused").await;
     let http = reqwest::Client::new();
     let thread = format!("pg-{}", uuid::Uuid::new_v4().simple());
-    let (s, run) = post(&http, format!("{one}/v1/agents/graphs/approval/runs"), json!({"input": {"request": "refund"}, "thread_id": thread})).await;
+    let (s, run) = post(
+        &http,
+        format!("{one}/v1/agents/graphs/approval/runs"),
+        json!({"input": {"request": "refund"}, "thread_id": thread}),
+    )
+    .await;
     assert_eq!(s, 200, "{run}");
     assert_eq!(run["status"], "interrupted");
     let id = run["id"].as_str().unwrap();
-    let (_, b) = get(&http, format!("{two}/v1/agents/runs?status=interrupted&thread_id={thread}")).await;
+    let (_, b) = get(
+        &http,
+        format!("{two}/v1/agents/runs?status=interrupted&thread_id={thread}"),
+    )
+    .await;
     assert_eq!(b["data"][0]["id"], id, "{b}");
-    let (s, b) = post(&http, format!("{two}/v1/agents/runs/{id}/resume"), json!({"action": "approve"})).await;
+    let (s, b) = post(
+        &http,
+        format!("{two}/v1/agents/runs/{id}/resume"),
+        json!({"action": "approve"}),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "completed");
     assert_eq!(b["state"]["reply"], "Refund approved.");
     let (_, b) = get(&http, format!("{one}/v1/agents/runs/{id}")).await;
     assert_eq!(b["status"], "completed");
-    let (_, b) = get(&http, format!("{one}/v1/agents/threads/{thread}/checkpoints")).await;
+    let (_, b) = get(
+        &http,
+        format!("{one}/v1/agents/threads/{thread}/checkpoints"),
+    )
+    .await;
     assert!(b["data"].as_array().unwrap().len() >= 3, "{b}");
 }

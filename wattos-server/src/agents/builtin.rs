@@ -55,7 +55,9 @@ impl Tool for SearchDocuments {
             .get("query")
             .and_then(Value::as_str)
             .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| ToolError::InvalidArguments("`query` must be a non-empty string".into()))?
+            .ok_or_else(|| {
+                ToolError::InvalidArguments("`query` must be a non-empty string".into())
+            })?
             .to_owned();
         let collections: Vec<String> = match args.get("collection").and_then(Value::as_str) {
             Some(c) => {
@@ -98,9 +100,9 @@ impl Tool for SearchDocuments {
         hits.truncate(5);
         Ok(Value::Array(
             hits.into_iter()
-                .map(|(c, h)| {
-                    json!({"collection": c, "document_id": h.document_id, "text": h.text})
-                })
+                .map(
+                    |(c, h)| json!({"collection": c, "document_id": h.document_id, "text": h.text}),
+                )
                 .collect(),
         ))
     }
@@ -137,51 +139,59 @@ pub fn register(
             "You are a helpful assistant. Use the search_documents tool when the question is about \
              the user's documents, and answer briefly.",
         )
-        .with_max_tokens(256);
+        .with_max_tokens(192);
     if let Some(rag) = rag {
         assistant = assistant.with_tool(Arc::new(SearchDocuments::new(rag)));
     }
-    let assistant = assistant
-        .compile(CompileOptions::new().with_checkpointer(agents.checkpointer()))?;
+    let assistant =
+        assistant.compile(CompileOptions::new().with_checkpointer(agents.checkpointer()))?;
     agents.register(
         ASSISTANT,
         "A ReAct assistant on the default chat model; it can search the caller's RAG collections. \
          Input: {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}",
-        serde_json::to_value(AgentState::user("What do my documents say about solar panels?"))
-            .unwrap_or(Value::Null),
+        serde_json::to_value(AgentState::user(
+            "What do my documents say about solar panels?",
+        ))
+        .unwrap_or(Value::Null),
         assistant,
     )?;
 
     let model_name = model_name.to_owned();
     let approval = StateGraph::<ApprovalState>::new()
-        .add_node("draft", move |state: Arc<ApprovalState>, ctx: NodeContext| {
-            let model = model.clone();
-            let model_name = model_name.clone();
-            async move {
-                if state.request.trim().is_empty() {
-                    return Err(Error::invalid_field("input.request", "must not be empty"));
+        .add_node(
+            "draft",
+            move |state: Arc<ApprovalState>, ctx: NodeContext| {
+                let model = model.clone();
+                let model_name = model_name.clone();
+                async move {
+                    if state.request.trim().is_empty() {
+                        return Err(Error::invalid_field("input.request", "must not be empty"));
+                    }
+                    let mut req = ChatRequest::new(
+                        model_name,
+                        vec![
+                            Message::system("Write a short, polite reply to the user's request."),
+                            Message::user(state.request.clone()),
+                        ],
+                    );
+                    req.max_tokens = Some(96);
+                    let resp = call_model(&ctx, &*model, req).await?;
+                    Ok(NodeOutput::update(
+                        ApprovalUpdate::default().draft(resp.text().to_owned()),
+                    ))
                 }
-                let mut req = ChatRequest::new(
-                    model_name,
-                    vec![
-                        Message::system("Write a short, polite reply to the user's request."),
-                        Message::user(state.request.clone()),
-                    ],
-                );
-                req.max_tokens = Some(128);
-                let resp = call_model(&ctx, &*model, req).await?;
+            },
+        )
+        .add_node(
+            "publish",
+            |state: Arc<ApprovalState>, _ctx: NodeContext| async move {
                 Ok(NodeOutput::update(
-                    ApprovalUpdate::default().draft(resp.text().to_owned()),
+                    ApprovalUpdate::default()
+                        .published(true)
+                        .reply(state.draft.clone()),
                 ))
-            }
-        })
-        .add_node("publish", |state: Arc<ApprovalState>, _ctx: NodeContext| async move {
-            Ok(NodeOutput::update(
-                ApprovalUpdate::default()
-                    .published(true)
-                    .reply(state.draft.clone()),
-            ))
-        })
+            },
+        )
         .add_edge(START, "draft")
         .add_edge("draft", "publish")
         .add_edge("publish", END)

@@ -26,7 +26,7 @@ use wattos_core::checkpoint::ThreadId;
 use wattos_core::tenancy::Permission;
 use wattos_core::{Error, RequestContext};
 
-pub use runs::{RunError, RunFilter, RunRow, RunState, RunStore};
+pub use runs::{RunEnd, RunError, RunFilter, RunRow, RunState, RunStore};
 pub use service::AgentsService;
 use service::{Start, Streamed, now_ms};
 use types::*;
@@ -66,9 +66,11 @@ pub fn routes(auth: Option<&Auth>) -> Router<AppState> {
 }
 
 fn service(state: &AppState) -> ApiResult<&AgentsService> {
-    state
-        .agents()
-        .ok_or_else(|| ApiError(Error::unavailable("agents are not available on this server")))
+    state.agents().ok_or_else(|| {
+        ApiError(Error::unavailable(
+            "agents are not available on this server",
+        ))
+    })
 }
 
 fn path_err(e: PathRejection) -> ApiError {
@@ -165,7 +167,10 @@ async fn run_with_state(svc: &AgentsService, ctx: &RequestContext, row: RunRow) 
         (status = 403, description = "Missing agents:run", body = ErrorBody),
     )
 )]
-pub async fn list_graphs(State(state): State<AppState>, Ctx(_ctx): Ctx) -> ApiResult<Json<GraphList>> {
+pub async fn list_graphs(
+    State(state): State<AppState>,
+    Ctx(_ctx): Ctx,
+) -> ApiResult<Json<GraphList>> {
     let svc = service(&state)?;
     Ok(Json(GraphList {
         object: "list",
@@ -183,9 +188,10 @@ fn sse(name: &str, data: &impl serde::Serialize) -> Event {
 fn event_sse(ev: JsonEvent) -> Event {
     match ev {
         JsonEvent::Values { step, state } => sse("values", &json!({"step": step, "state": state})),
-        JsonEvent::Update { step, node, update } => {
-            sse("update", &json!({"step": step, "node": node, "update": update}))
-        }
+        JsonEvent::Update { step, node, update } => sse(
+            "update",
+            &json!({"step": step, "node": node, "update": update}),
+        ),
         JsonEvent::Node {
             node,
             task_id,
@@ -240,7 +246,8 @@ fn finished(row: RunRow, result: wattos_core::Result<JsonOutcome>) -> ApiResult<
     params(("graph" = String, Path, description = "Graph name")),
     request_body = StartRun,
     responses(
-        (status = 200, description = "The run (completed, interrupted or rejected), or with `stream: true` a `text/event-stream`: `run` (summary), `update` / `node` / `values` / `checkpoint` events, then `done` (the run) or `error`", body = Run),
+        (status = 200, description = "The run (completed, interrupted or rejected), or with `stream: true` a `text/event-stream`: `run` (summary), `update` / `node` / `values` / `checkpoint` events, then `done` (the run) or `error`",
+            content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body, thread id or input", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing agents:run", body = ErrorBody),
@@ -274,7 +281,11 @@ pub async fn start_run(
         }
         None => id.clone(),
     };
-    if let Some(prev) = svc.runs().latest_on_thread(ctx.tenant(), &thread_id).await? {
+    if let Some(prev) = svc
+        .runs()
+        .latest_on_thread(ctx.tenant(), &thread_id)
+        .await?
+    {
         if prev.graph != graph_name {
             return Err(ApiError(
                 Error::conflict(format!(
@@ -395,7 +406,8 @@ pub async fn get_run(
     params(("run_id" = String, Path, description = "Run id")),
     request_body = ResumeRun,
     responses(
-        (status = 200, description = "The continued run, or with `stream: true` a `text/event-stream` as for starting a run", body = Run),
+        (status = 200, description = "The continued run, or with `stream: true` a `text/event-stream` as for starting a run",
+            content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body (edit needs `value`)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing agents:resume", body = ErrorBody),
@@ -415,16 +427,20 @@ pub async fn resume_run(
     let req: ResumeRun = crate::gateway::openai::parse_body(&body)?;
     let command = match req.action {
         ResumeAction::Approve => Command::Approve,
-        ResumeAction::Edit => Command::Edit(req.value.ok_or_else(|| {
-            ApiError(Error::invalid_field("value", "`edit` needs a `value`"))
-        })?),
+        ResumeAction::Edit => Command::Edit(
+            req.value
+                .ok_or_else(|| ApiError(Error::invalid_field("value", "`edit` needs a `value`")))?,
+        ),
         ResumeAction::Reject => {
             Command::Reject(req.reason.unwrap_or_else(|| "rejected".to_owned()))
         }
     };
     let graph = svc.graph(&row.graph)?;
     if row.status != RunState::Interrupted
-        || !svc.runs().claim_for_resume(ctx.tenant(), &id, now_ms()).await?
+        || !svc
+            .runs()
+            .claim_for_resume(ctx.tenant(), &id, now_ms())
+            .await?
     {
         return Err(ApiError(
             Error::conflict(format!(
@@ -483,7 +499,11 @@ pub async fn list_checkpoints(
     if check_thread_id(&thread_id).is_err() {
         return Err(not_found());
     }
-    let Some(run) = svc.runs().latest_on_thread(ctx.tenant(), &thread_id).await? else {
+    let Some(run) = svc
+        .runs()
+        .latest_on_thread(ctx.tenant(), &thread_id)
+        .await?
+    else {
         return Err(not_found());
     };
     let graph = svc.graph(&run.graph)?;
@@ -501,7 +521,11 @@ pub async fn list_checkpoints(
                 parent: c.parent.map(|p| p.to_string()),
                 step: c.step,
                 next: c.next,
-                source: serde_json::to_value(&c.source).unwrap_or(Value::Null),
+                source: match serde_json::to_value(c.source) {
+                    Ok(Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(_) => String::new(),
+                },
                 metadata: Value::Object(c.metadata),
             })
             .collect(),

@@ -80,6 +80,19 @@ pub struct RunRow {
     pub updated_at_ms: i64,
 }
 
+/// How a run (or a resumed part of it) ended, for [`RunStore::finish`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    /// The new status.
+    pub status: RunState,
+    /// Supersteps run by this part.
+    pub steps: i64,
+    /// Rejection reason.
+    pub reason: Option<String>,
+    /// Failure.
+    pub error: Option<RunError>,
+}
+
 /// Filter of [`RunStore::list`].
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -177,7 +190,11 @@ impl RunStore {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn latest_on_thread(&self, tenant: &TenantId, thread: &str) -> Result<Option<RunRow>> {
+    pub async fn latest_on_thread(
+        &self,
+        tenant: &TenantId,
+        thread: &str,
+    ) -> Result<Option<RunRow>> {
         let row = sqlx::query(&format!(
             "SELECT {COLS} FROM {} WHERE tenant_id = $1 AND thread_id = $2
              ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -246,7 +263,7 @@ impl RunStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records how a run (or a resumed part of it) ended; `steps` are added.
+    /// Records how a run (or a resumed part of it) ended; `end.steps` are added.
     ///
     /// # Errors
     /// Database failures.
@@ -254,10 +271,7 @@ impl RunStore {
         &self,
         tenant: &TenantId,
         id: &str,
-        status: RunState,
-        steps: i64,
-        reason: Option<String>,
-        error: Option<&RunError>,
+        end: &RunEnd,
         now_ms: i64,
     ) -> Result<()> {
         sqlx::query(&format!(
@@ -267,10 +281,14 @@ impl RunStore {
         ))
         .bind(tenant.as_str())
         .bind(id)
-        .bind(status.as_str())
-        .bind(steps)
-        .bind(reason)
-        .bind(error.and_then(|e| serde_json::to_string(e).ok()))
+        .bind(end.status.as_str())
+        .bind(end.steps)
+        .bind(end.reason.clone())
+        .bind(
+            end.error
+                .as_ref()
+                .and_then(|e| serde_json::to_string(e).ok()),
+        )
         .bind(now_ms)
         .execute(self.db.pool())
         .await

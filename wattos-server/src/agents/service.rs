@@ -13,7 +13,7 @@ use wattos_core::checkpoint::{Checkpointer, ThreadId};
 use wattos_core::config::Config;
 use wattos_core::{Error, RequestContext, Result};
 
-use super::runs::{RunError, RunRow, RunState, RunStore};
+use super::runs::{RunEnd, RunError, RunRow, RunState, RunStore};
 use super::types::GraphInfo;
 use crate::appdb::AppDb;
 
@@ -74,7 +74,7 @@ pub(crate) enum Streamed {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    i64::try_from(crate::auth::now_ms()).unwrap_or(i64::MAX)
+    crate::auth::now_ms()
 }
 
 impl AgentsService {
@@ -101,10 +101,7 @@ impl AgentsService {
             ),
             _ => {
                 std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                    Error::unavailable(format!(
-                        "cannot create {}: {e}",
-                        config.data_dir.display()
-                    ))
+                    Error::unavailable(format!("cannot create {}: {e}", config.data_dir.display()))
                 })?;
                 Arc::new(
                     wattos_agents::checkpoint::SqliteCheckpointer::open(
@@ -237,23 +234,21 @@ impl AgentsService {
                 }),
             ),
         };
-        self.inner
-            .runs
-            .finish(
-                ctx.tenant(),
-                &run.id,
-                status,
-                steps,
-                reason.clone(),
-                error.as_ref(),
-                now,
-            )
-            .await?;
-        Ok(RunRow {
+        let end = RunEnd {
             status,
-            steps: run.steps + steps,
+            steps,
             reason,
             error,
+        };
+        self.inner
+            .runs
+            .finish(ctx.tenant(), &run.id, &end, now)
+            .await?;
+        Ok(RunRow {
+            status: end.status,
+            steps: run.steps + end.steps,
+            reason: end.reason,
+            error: end.error,
             updated_at_ms: now,
             ..run.clone()
         })
@@ -323,8 +318,8 @@ impl AgentsService {
                     }
                 }
             }
-            let result = result
-                .unwrap_or_else(|| Err(Error::internal("the run ended without an outcome")));
+            let result =
+                result.unwrap_or_else(|| Err(Error::internal("the run ended without an outcome")));
             match svc.record(&ctx, &run, &result).await {
                 Ok(row) => {
                     let msg = match result {

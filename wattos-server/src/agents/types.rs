@@ -64,7 +64,7 @@ pub struct ResumeRun {
     pub action: ResumeAction,
     /// For `edit`: the replacement (required).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub value: Option<Value>,
     /// For `reject`: why (default "rejected").
     #[serde(default)]
@@ -164,8 +164,7 @@ pub struct CheckpointEntry {
     /// Nodes that run next.
     pub next: Vec<String>,
     /// Why it was written (`input`, `loop`, `update`, ...).
-    #[schema(value_type = Object)]
-    pub source: Value,
+    pub source: String,
     /// Its metadata.
     #[schema(value_type = Object)]
     pub metadata: Value,

@@ -56,7 +56,7 @@ const RESERVED_KEYS: [&str; 8] = [
 const MAX_DOCUMENTS: usize = 256;
 
 fn now_ms() -> i64 {
-    i64::try_from(crate::auth::now_ms()).unwrap_or(i64::MAX)
+    crate::auth::now_ms()
 }
 
 /// Applies `permission` to `route` when authentication is on.
@@ -179,11 +179,7 @@ fn check_metadata(meta: &Map<String, Value>, field: &str) -> Result<(), Error> {
 }
 
 /// The collection of the caller's tenant, or 404.
-async fn existing(
-    svc: &RagService,
-    ctx: &RequestContext,
-    name: &str,
-) -> ApiResult<CollectionRow> {
+async fn existing(svc: &RagService, ctx: &RequestContext, name: &str) -> ApiResult<CollectionRow> {
     // A name that cannot exist is not found rather than invalid: same answer as another tenant's.
     if check_collection_name(name).is_err() {
         return Err(not_found_collection(name));
@@ -245,14 +241,23 @@ pub async fn create_collection(
     let svc = service(&state)?;
     let req: CreateCollection = crate::gateway::openai::parse_body(&body)?;
     check_collection_name(&req.name)?;
-    if req.description.as_ref().is_some_and(|d| d.chars().count() > 1024) {
+    if req
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1024)
+    {
         return Err(ApiError(Error::invalid_field(
             "description",
             "at most 1024 characters",
         )));
     }
     svc.registry()
-        .create_collection(ctx.tenant(), &req.name, req.description.as_deref(), now_ms())
+        .create_collection(
+            ctx.tenant(),
+            &req.name,
+            req.description.as_deref(),
+            now_ms(),
+        )
         .await?;
     let row = existing(svc, &ctx, &req.name).await?;
     Ok((StatusCode::CREATED, Json(collection_json(row))).into_response())
@@ -323,7 +328,9 @@ pub async fn delete_collection(
     let Path(name) = path.map_err(path_err)?;
     let svc = service(&state)?;
     let row = existing(svc, &ctx, &name).await?;
-    svc.registry().delete_collection(ctx.tenant(), &name).await?;
+    svc.registry()
+        .delete_collection(ctx.tenant(), &name)
+        .await?;
     svc.destroy(ctx.tenant(), &name).await?;
     Ok(Json(Deleted {
         id: name,
@@ -436,7 +443,10 @@ async fn run_ingest(
     let now = now_ms();
     for ((outcome, (slot, _)), mut info) in report.outcomes.into_iter().zip(slots).zip(infos) {
         let result = match outcome {
-            IngestOutcome::Indexed { document_id, chunks } => {
+            IngestOutcome::Indexed {
+                document_id,
+                chunks,
+            } => {
                 let prior = svc
                     .registry()
                     .get_document(ctx.tenant(), collection, &document_id)
@@ -475,10 +485,7 @@ async fn run_ingest(
                 }
             }
             IngestOutcome::Failed { document_id, error } => failed(document_id, &error),
-            _ => failed(
-                info.id.clone(),
-                &Error::internal("unknown ingest outcome"),
-            ),
+            _ => failed(info.id.clone(), &Error::internal("unknown ingest outcome")),
         };
         results[slot] = Some(result);
     }
@@ -910,7 +917,8 @@ fn answer_json(model: String, a: wattos_rag::answer::Answer) -> AnswerResponse {
     params(("collection" = String, Path, description = "Collection name")),
     request_body = AnswerBody,
     responses(
-        (status = 200, description = "A cited answer, or with `stream: true` a `text/event-stream`: `sources` ({sources}), `delta` ({text}) events, then `done` (the answer object) or `error` (an error body)", body = AnswerResponse),
+        (status = 200, description = "A cited answer, or with `stream: true` a `text/event-stream`: `sources` ({sources}), `delta` ({text}) events, then `done` (the answer object) or `error` (an error body)",
+            content((AnswerResponse = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body or filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing rag:query", body = ErrorBody),
@@ -930,7 +938,10 @@ pub async fn answer(
     existing(svc, &ctx, &name).await?;
     let body: AnswerBody = crate::gateway::openai::parse_body(&body)?;
     if body.question.trim().is_empty() {
-        return Err(ApiError(Error::invalid_field("question", "must not be empty")));
+        return Err(ApiError(Error::invalid_field(
+            "question",
+            "must not be empty",
+        )));
     }
     let search = search_request(
         body.question.clone(),
@@ -948,7 +959,10 @@ pub async fn answer(
     }
     let max_tokens = body.max_tokens.unwrap_or(256);
     if !(1..=4096).contains(&max_tokens) {
-        return Err(ApiError(Error::invalid_field("max_tokens", "must be 1..=4096")));
+        return Err(ApiError(Error::invalid_field(
+            "max_tokens",
+            "must be 1..=4096",
+        )));
     }
     let model_name = match body.model {
         Some(m) => m,
@@ -971,8 +985,13 @@ pub async fn answer(
     let req = answer_request(&body.question, &context, &opts);
     let deltas = chat.chat_stream(&ctx, req).await?;
     let sources: Vec<SourceRef> = context.sources.iter().cloned().map(Into::into).collect();
+    // A struct, not `json!`: scores keep their f32 rendering, as in the `done` event.
+    #[derive(serde::Serialize)]
+    struct SourcesEvent {
+        sources: Vec<SourceRef>,
+    }
     let first = futures::stream::once(async move {
-        Ok::<_, Infallible>(sse("sources", &json!({ "sources": sources })))
+        Ok::<_, Infallible>(sse("sources", &SourcesEvent { sources }))
     });
     let rest = answer_events(deltas, context, model_name);
     Ok(Sse::new(first.chain(rest))
@@ -1023,7 +1042,7 @@ fn answer_events(
                     return Some((Ok(sse("error", &error_body(&e))), st));
                 }
                 None => {
-                    let a = finish_answer(&st.text, context, st.usage.clone());
+                    let a = finish_answer(&st.text, context, st.usage);
                     let done = answer_json(st.model.clone(), a);
                     return Some((Ok(sse("done", &done)), st));
                 }

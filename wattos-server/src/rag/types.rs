@@ -91,7 +91,7 @@ pub struct DocumentInput {
     /// values; keys `^[A-Za-z0-9_.-]{1,128}$` and not one of the reserved keys (`title`, `location`,
     /// `section`, `start_char`, `end_char`, `chunk_index`, `content_hash`, `document_id`).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -238,7 +238,7 @@ pub struct SearchBody {
     /// Metadata filter: `{"eq": {"key", "value"}}`, `{"in": {"key", "values"}}`, `{"and": [..]}`,
     /// `{"or": [..]}`, `{"not": {..}}`; key `document_id` addresses the document id.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
 }
 
@@ -286,7 +286,7 @@ pub struct AnswerBody {
     pub mode: Option<SearchModeName>,
     /// Metadata filter (as for search).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     /// Token budget of the sources, 64..=16000 (default 1500).
     #[serde(default)]
@@ -381,4 +381,14 @@ pub struct FileUpload {
     pub file: Vec<Vec<u8>>,
     /// JSON object of metadata applied to every file.
     pub metadata: Option<String>,
+}
+
+/// One server-sent event of a streamed response: a named event with JSON text as data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SseEvent {
+    /// The event name (`sources`, `delta`, `done`, `error`; for runs `run`, `update`, `node`,
+    /// `values`, `checkpoint`, `done`, `error`).
+    pub event: String,
+    /// The event's JSON payload, as text.
+    pub data: String,
 }

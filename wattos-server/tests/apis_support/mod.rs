@@ -34,10 +34,20 @@ pub(crate) fn data_dir(name: &str) -> PathBuf {
 
 /// Builds the server state from settings (real local models from `models`) over `data`; with
 /// `auth`, authentication is required (JWT HS256 with [`SECRET`]).
-pub(crate) async fn state(models: &str, data: &Path, auth: bool, extra: &[(&str, &str)]) -> AppState {
+pub(crate) async fn state(
+    models: &str,
+    data: &Path,
+    auth: bool,
+    extra: &[(&str, &str)],
+) -> AppState {
     let mut env = vec![
         ("WATTOS_DATA_DIR".to_owned(), data.display().to_string()),
         ("WATTOS_MODELS__DIR".to_owned(), models.to_owned()),
+        // The local model on a loaded CI machine can take longer than the default 60 s.
+        (
+            "WATTOS_SERVER__REQUEST_TIMEOUT".to_owned(),
+            "10m".to_owned(),
+        ),
     ];
     if auth {
         for (k, v) in [
@@ -121,7 +131,10 @@ pub(crate) fn jwt(tenant: &str, roles: &[&str]) -> String {
 /// event ends with a blank line, has exactly one `event:` and one `data:` line, and comment lines
 /// (keep-alives) start with `:`.
 pub(crate) fn parse_sse(body: &str) -> Vec<(String, Value)> {
-    assert!(body.ends_with("\n\n"), "stream ends with a blank line: {body:?}");
+    assert!(
+        body.ends_with("\n\n"),
+        "stream ends with a blank line: {body:?}"
+    );
     let mut out = Vec::new();
     for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
         let mut name = None;
@@ -131,9 +144,15 @@ pub(crate) fn parse_sse(body: &str) -> Vec<(String, Value)> {
                 continue;
             }
             if let Some(v) = line.strip_prefix("event: ") {
-                assert!(name.replace(v.to_owned()).is_none(), "one event line: {block}");
+                assert!(
+                    name.replace(v.to_owned()).is_none(),
+                    "one event line: {block}"
+                );
             } else if let Some(v) = line.strip_prefix("data: ") {
-                assert!(data.replace(v.to_owned()).is_none(), "one data line: {block}");
+                assert!(
+                    data.replace(v.to_owned()).is_none(),
+                    "one data line: {block}"
+                );
             } else {
                 panic!("unexpected SSE line {line:?}");
             }
