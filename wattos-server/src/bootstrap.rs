@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wattos_core::config::DeploymentMode;
 use wattos_core::embedding::EmbeddingModel;
 use wattos_core::health::{ComponentHealth, HealthCheck, HealthRegistry};
 use wattos_core::llm::ChatModel;
@@ -152,7 +151,7 @@ async fn connect_store(settings: &Settings) -> Result<SqlStore> {
 async fn router_state(settings: &Settings) -> Result<RouterBackends> {
     let mut backends = RouterBackends::default();
     #[cfg(feature = "redis")]
-    if settings.core.mode == DeploymentMode::Shared
+    if settings.core.mode == wattos_core::config::DeploymentMode::Shared
         && let Some(redis) = &settings.core.redis
     {
         let state = Arc::new(
@@ -201,7 +200,8 @@ async fn build_auth(
         }
     }
     parts.request_timeout = Some(core.server.request_timeout);
-    if core.mode == DeploymentMode::Shared
+    #[cfg(feature = "redis")]
+    if core.mode == wattos_core::config::DeploymentMode::Shared
         && let Some(redis) = &core.redis
     {
         let url = redis.url.expose();
