@@ -5,6 +5,7 @@
 #
 # Usage: scripts/bench-gateway.sh [secs-per-point (default 5)] [concurrencies (default 1,16,64)]
 # Env:   PROFILE=release (default) | dev    MOCK_PORT (default 18091)    GATEWAY_PORT (default 18090)
+#        SKIP_BUILD=1 to use binaries already built for PROFILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -15,7 +16,9 @@ GATEWAY_PORT=${GATEWAY_PORT:-18090}
 TARGET=${CARGO_TARGET_DIR:-target}
 DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
-cargo build --profile "$PROFILE" -p wattos-server --bin wattos-server --example gateway_load >&2
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --profile "$PROFILE" -p wattos-server --bin wattos-server --example gateway_load >&2
+fi
 
 WORK=$(mktemp -d)
 cleanup() {

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wattos_core::config::DeploymentMode;
 use wattos_core::embedding::EmbeddingModel;
 use wattos_core::health::{ComponentHealth, HealthCheck, HealthRegistry};
 use wattos_core::llm::ChatModel;
@@ -116,6 +115,19 @@ fn provider_model_and_price(cfg: &ProviderConfig) -> (Option<String>, Option<Mod
     (model, price)
 }
 
+/// The embedding model a provider is configured with, if any.
+fn provider_embedding_model(cfg: &ProviderConfig) -> Option<String> {
+    match cfg {
+        ProviderConfig::Openai(s) | ProviderConfig::OpenaiCompatible(s) => {
+            s.embedding_model.clone()
+        }
+        ProviderConfig::Azure(s) => s.embedding_model.clone(),
+        ProviderConfig::Gemini(s) => s.embedding_model.clone(),
+        ProviderConfig::Ollama(s) => s.embedding_model.clone(),
+        _ => None,
+    }
+}
+
 async fn connect_store(settings: &Settings) -> Result<SqlStore> {
     let core = &settings.core;
     let url = match &core.database {
@@ -139,7 +151,7 @@ async fn connect_store(settings: &Settings) -> Result<SqlStore> {
 async fn router_state(settings: &Settings) -> Result<RouterBackends> {
     let mut backends = RouterBackends::default();
     #[cfg(feature = "redis")]
-    if settings.core.mode == DeploymentMode::Shared
+    if settings.core.mode == wattos_core::config::DeploymentMode::Shared
         && let Some(redis) = &settings.core.redis
     {
         let state = Arc::new(
@@ -188,7 +200,8 @@ async fn build_auth(
         }
     }
     parts.request_timeout = Some(core.server.request_timeout);
-    if core.mode == DeploymentMode::Shared
+    #[cfg(feature = "redis")]
+    if core.mode == wattos_core::config::DeploymentMode::Shared
         && let Some(redis) = &core.redis
     {
         let url = redis.url.expose();
@@ -254,6 +267,22 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             // Without a configured model the provider is called with its own name, as before.
             upstream_model: Some(upstream.unwrap_or_else(|| name.clone())),
             price,
+        });
+    }
+    // Providers with an `embedding_model` also serve embeddings, under that model's name.
+    for (name, cfg) in &settings.providers.providers {
+        let Some(served) = provider_embedding_model(cfg) else {
+            continue;
+        };
+        let model = wattos_llm::registry::build_embedding_model(cfg).map_err(|e| {
+            Error::invalid_field(format!("llm.providers.{name}"), e.message().to_owned())
+        })?;
+        embedding.push(RoutedModel {
+            price: builtin_price(&served),
+            name: served,
+            provider: cfg.kind().to_owned(),
+            model,
+            upstream_model: None,
         });
     }
     // Usage is recorded in the authentication store's database (there is no admin API without it).

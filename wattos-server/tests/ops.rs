@@ -520,3 +520,40 @@ async fn rejections_are_json_errors_with_stable_codes() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid_input");
 }
+
+#[tokio::test]
+async fn embeddings_go_through_the_router_and_are_accounted() {
+    let mock = MockServer::openai().await;
+    mock.set_embedding_dimensions(1536);
+    let file = format!(
+        "{}embedding_model = \"text-embedding-3-small\"\n",
+        provider("emb-oai", &mock, "gpt-4o-mini")
+    );
+    let s = start(&file).await;
+    let resp = s
+        .post(
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": ["one", "two"]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(mock.last_request().unwrap().path, "/v1/embeddings");
+    let report = s.usage_with(1).await;
+    let m = &report["models"][0];
+    assert_eq!(m["model"], "text-embedding-3-small", "{report}");
+    assert_eq!(m["requests"], 1);
+    assert!(m["input_tokens"].as_u64().unwrap() > 0);
+    // Priced per token like the chat model ($1000 per million tokens here).
+    assert!(m["cost_usd"].as_f64().unwrap() > 0.0);
+    // The allow-list applies to embeddings too.
+    s.put_config(json!({"allowed_models": ["emb-oai"]})).await;
+    let resp = s
+        .post(
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "three"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+}

@@ -29,7 +29,7 @@
 //! already uses the name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -414,7 +414,7 @@ pub fn tenant_policy(cfg: &TenantConfig) -> TenantPolicy {
 pub struct PolicySync {
     chat: Option<Arc<Router>>,
     embedding: Vec<Arc<EmbeddingRouter>>,
-    applied: Mutex<HashMap<TenantId, Arc<TenantConfig>>>,
+    applied: RwLock<HashMap<TenantId, Arc<TenantConfig>>>,
 }
 
 impl std::fmt::Debug for PolicySync {
@@ -431,19 +431,25 @@ impl PolicySync {
         Self {
             chat,
             embedding,
-            applied: Mutex::default(),
+            applied: RwLock::default(),
         }
     }
 
-    /// Applies `cfg` as `tenant`'s policy unless it is already in force.
+    /// Applies `cfg` as `tenant`'s policy unless it is already in force. The common case (same
+    /// configuration as last time) takes only a shared read lock.
     pub fn apply(&self, tenant: &TenantId, cfg: &Arc<TenantConfig>) {
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(applied) = self.applied.read()
+            && let Some(old) = applied.get(tenant)
+            && Arc::ptr_eq(old, cfg)
+        {
+            return;
+        }
+        let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = applied.get(tenant)
             && (Arc::ptr_eq(old, cfg) || **old == **cfg)
         {
-            if !Arc::ptr_eq(old, cfg) {
-                applied.insert(tenant.clone(), cfg.clone());
-            }
+            // Same content in a fresh allocation (the auth cache was refreshed): remember it.
+            applied.insert(tenant.clone(), cfg.clone());
             return;
         }
         let policy = tenant_policy(cfg);
