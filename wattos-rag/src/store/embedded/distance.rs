@@ -52,7 +52,10 @@ pub(crate) fn quantise(v: &[f32], out: &mut Vec<i8>) -> f32 {
         return 0.0;
     }
     let inv = 127.0 / max;
-    out.extend(v.iter().map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8));
+    out.extend(
+        v.iter()
+            .map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8),
+    );
     max / 127.0
 }
 
@@ -62,8 +65,12 @@ mod tests {
 
     #[test]
     fn quantised_dot_tracks_exact_dot() {
-        let a: Vec<f32> = (0..384).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-        let b: Vec<f32> = (0..384).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        let a: Vec<f32> = (0..384)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let b: Vec<f32> = (0..384)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+            .collect();
         let (mut ca, mut cb) = (Vec::new(), Vec::new());
         let (sa, sb) = (quantise(&a, &mut ca), quantise(&b, &mut cb));
         let approx = dot_i8(&ca, &cb) as f32 * sa * sb;

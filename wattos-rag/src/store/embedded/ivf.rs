@@ -30,7 +30,8 @@ impl List {
     fn swap_remove(&mut self, i: usize, dims: usize) {
         let last = self.slots.len() - 1;
         if i != last {
-            self.codes.copy_within(last * dims..(last + 1) * dims, i * dims);
+            self.codes
+                .copy_within(last * dims..(last + 1) * dims, i * dims);
         }
         self.codes.truncate(last * dims);
         self.slots.swap_remove(i);
