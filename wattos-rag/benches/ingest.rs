@@ -5,13 +5,18 @@
 //! cargo bench -p wattos-rag --bench ingest
 //! ```
 //!
-//! The embedder is the deterministic hashing embedder (the local MiniLM lives in wattos-llm and is
-//! wired in after merge), so the figures measure the pipeline, not a neural model.
+//! First a timed pass with the real local embedder (all-MiniLM-L6-v2 from the model cache,
+//! `scripts/fetch-models.sh` / `WATTOS_MODELS__DIR`; skipped loudly without it), then a timed pass
+//! and the criterion group with the deterministic hashing embedder, which measure the pipeline
+//! without a neural model. `WATTOS_BENCH_MINILM_DOCS` sets the MiniLM pass size (default 200).
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::sync::Arc;
+
+use wattos_core::embedding::EmbeddingModel;
 use wattos_core::test_utils::embed::HashingEmbedder;
 use wattos_core::{RequestContext, TenantId};
 use wattos_rag::RagBuilder;
@@ -20,8 +25,23 @@ use wattos_rag::keyword::{KeywordIndex, Language};
 
 const DOCS: usize = 200;
 
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
 fn corpus(seed: usize) -> Vec<Source> {
-    (0..DOCS)
+    corpus_n(seed, DOCS)
+}
+
+fn corpus_n(seed: usize, docs: usize) -> Vec<Source> {
+    (0..docs)
         .map(|d| {
             let mut md = format!("# Document {d}\n\n");
             for s in 0..4 {
@@ -44,6 +64,33 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let ctx = RequestContext::system(TenantId::new("bench").unwrap());
+    match wattos_llm::local::MiniLmEmbedder::from_models_dir(wattos_llm::local::default_models_dir())
+    {
+        Ok(m) => {
+            let docs = std::env::var("WATTOS_BENCH_MINILM_DOCS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DOCS);
+            let embedder: Arc<dyn EmbeddingModel> = Arc::new(m);
+            let rag = RagBuilder::new(embedder)
+                .keyword_index(KeywordIndex::in_memory(Language::English))
+                .build()
+                .unwrap();
+            let rss0 = rss_bytes();
+            let t = Instant::now();
+            let report = rt.block_on(rag.ingest(&ctx, corpus_n(100, docs))).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "[ingest minilm] {} docs, {} chunks in {secs:.3}s: {:.1} docs/s, {:.1} chunks/s; RSS growth {:.1} MiB",
+                report.indexed(),
+                report.chunks(),
+                report.indexed() as f64 / secs,
+                report.chunks() as f64 / secs,
+                rss_bytes().saturating_sub(rss0) as f64 / 1048576.0
+            );
+        }
+        Err(e) => println!("SKIPPED: MiniLM ingest pass: {e}"),
+    }
     // One timed pass for the docs/s and chunks/s figures.
     let rag = RagBuilder::new(HashingEmbedder::shared(384))
         .keyword_index(KeywordIndex::in_memory(Language::English))

@@ -207,6 +207,14 @@ fn bench(c: &mut Criterion) {
         // ---- hybrid search: hashing-embedded synthetic text, BM25, RRF, tenant-scoped ----
         let embedder = HashingEmbedder::shared(DIMS);
         let vectors = Arc::new(EmbeddedStore::in_memory(DIMS));
+        // The same records without an index: hybrid with exact dense search is the recall truth.
+        let vectors_exact = Arc::new(EmbeddedStore::in_memory_with(
+            DIMS,
+            EmbeddedOptions {
+                index_threshold: usize::MAX,
+                ..Default::default()
+            },
+        ));
         let keywords = KeywordIndex::in_memory(Language::English);
         for start in (0..n).step_by(5_000) {
             let texts: Vec<String> = (start..(start + 5_000).min(n))
@@ -237,10 +245,15 @@ fn bench(c: &mut Criterion) {
                     )
                 })
                 .collect();
+            rt.block_on(vectors_exact.upsert(&tenant, recs.clone()))
+                .unwrap();
             rt.block_on(vectors.upsert(&tenant, recs)).unwrap();
             keywords.replace_documents(&tenant, &kw).unwrap();
         }
-        let retriever = Retriever::new(embedder.clone(), vectors.clone()).with_keywords(keywords);
+        let retriever =
+            Retriever::new(embedder.clone(), vectors.clone()).with_keywords(keywords.clone());
+        let exact_retriever =
+            Retriever::new(embedder.clone(), vectors_exact.clone()).with_keywords(keywords);
         let qtexts: Vec<String> = (0..200)
             .map(|i| {
                 format!(
@@ -257,16 +270,27 @@ fn bench(c: &mut Criterion) {
             })
         };
         let mut lat = Vec::new();
+        let mut found = 0usize;
         for q in &qtexts {
             let t = Instant::now();
-            rt.block_on(retriever.search(&tenant, &hybrid(q))).unwrap();
+            let hits = rt.block_on(retriever.search(&tenant, &hybrid(q))).unwrap();
             lat.push(t.elapsed());
+            let truth = rt
+                .block_on(exact_retriever.search(&tenant, &hybrid(q)))
+                .unwrap();
+            found += hits
+                .iter()
+                .filter(|h| truth.iter().any(|x| x.id == h.id))
+                .count();
         }
+        drop(exact_retriever);
+        drop(vectors_exact);
         lat.sort();
         println!(
-            "[hybrid n={n}] p50 {:?} p99 {:?} (embed query + IVF top-40 + BM25 top-40 + RRF, tenant-scoped)",
+            "[hybrid n={n}] p50 {:?} p99 {:?}; recall@10 vs hybrid with exact dense search {:.3} (embed query + IVF top-40 + BM25 top-40 + RRF, tenant-scoped)",
             percentile(&lat, 0.5),
-            percentile(&lat, 0.99)
+            percentile(&lat, 0.99),
+            found as f64 / (qtexts.len() * 10) as f64
         );
         let _ = embedder.name();
         let mut qi = 0;

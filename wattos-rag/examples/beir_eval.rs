@@ -1,18 +1,22 @@
 //! Evaluates BM25, dense, hybrid and reranked retrieval on a BEIR-layout dataset.
 //!
 //! ```text
-//! cargo run -p wattos-rag --release --example beir_eval -- [DATASET_DIR] [--split test] [--dims 384]
+//! cargo run -p wattos-rag --release --example beir_eval -- [DATASET_DIR] [--split test] [--embedder minilm|hashing]
 //! ```
 //!
-//! Defaults to the shipped `wattos-rag/data/wattos-mini`. The embedder is the deterministic hashing
-//! embedder from `wattos_core::test_utils` (pluggable: any `Arc<dyn EmbeddingModel>` works with
-//! `wattos_rag::eval::evaluate`).
+//! Defaults to the shipped `wattos-rag/data/wattos-mini`. The embedder is the local
+//! all-MiniLM-L6-v2 (`wattos_llm::local::MiniLmEmbedder`, from `$WATTOS_MODELS__DIR` or the cache
+//! folder `scripts/fetch-models.sh` fills); without the model files it says so and falls back to
+//! the deterministic hashing embedder from `wattos_core::test_utils`. Any
+//! `Arc<dyn EmbeddingModel>` works with `wattos_rag::eval::evaluate`.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
 
+use wattos_core::embedding::EmbeddingModel;
 use wattos_core::test_utils::embed::HashingEmbedder;
 use wattos_core::{RequestContext, TenantId};
+use wattos_llm::local::{MiniLmEmbedder, default_models_dir};
 use wattos_rag::RagBuilder;
 use wattos_rag::chunk::StructuredChunker;
 use wattos_rag::eval::{self, BeirDataset};
@@ -26,16 +30,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/wattos-mini").to_string();
     let mut split = "test".to_string();
-    let mut dims = 384usize;
+    let mut which = "minilm".to_string();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--split" => split = args.next().ok_or("--split needs a value")?,
-            "--dims" => dims = args.next().ok_or("--dims needs a value")?.parse()?,
+            "--embedder" => which = args.next().ok_or("--embedder needs a value")?,
             other => dir = other.to_string(),
         }
     }
     let dataset = BeirDataset::load(&dir, &split)?;
-    let embedder = HashingEmbedder::shared(dims);
+    let embedder: Arc<dyn EmbeddingModel> = match which.as_str() {
+        "hashing" => HashingEmbedder::shared(384),
+        "minilm" => match MiniLmEmbedder::from_models_dir(default_models_dir()) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                println!("MiniLM unavailable ({e}); using the hashing embedder");
+                HashingEmbedder::shared(384)
+            }
+        },
+        other => return Err(format!("unknown embedder {other:?} (minilm|hashing)").into()),
+    };
+    println!("embedder: {}", embedder.name());
     let rag = RagBuilder::new(embedder.clone())
         .chunker(Arc::new(StructuredChunker::new(512)?))
         .keyword_index(KeywordIndex::in_memory(Language::English))

@@ -82,6 +82,62 @@ async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
     );
 }
 
+/// The same four runs with the real local embedder (all-MiniLM-L6-v2). Needs the model cache
+/// (`scripts/fetch-models.sh`, `WATTOS_MODELS__DIR`); skips loudly without it.
+#[tokio::test]
+async fn shipped_dataset_with_minilm_hybrid_beats_bm25_and_dense() {
+    let dir = wattos_llm::local::default_models_dir();
+    let embedder: Arc<dyn wattos_core::embedding::EmbeddingModel> =
+        match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: MiniLM evaluation: {e} (models dir {})",
+                    dir.display()
+                );
+                return;
+            }
+        };
+    let dataset = BeirDataset::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/wattos-mini"),
+        "test",
+    )
+    .unwrap();
+    let rag = RagBuilder::new(embedder.clone())
+        .chunker(Arc::new(StructuredChunker::new(512).unwrap()))
+        .keyword_index(KeywordIndex::in_memory(Language::English))
+        .build()
+        .unwrap();
+    let ctx = RequestContext::system(TenantId::new("eval-minilm").unwrap());
+    eval::ingest(&ctx, &rag, &dataset).await.unwrap();
+    let run = |mode: SearchMode| SearchRequest::new("", 100).with_mode(mode);
+    let bm25 = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Keyword))
+        .await
+        .unwrap();
+    let dense = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Dense))
+        .await
+        .unwrap();
+    let hybrid = eval::evaluate(
+        &ctx,
+        &rag,
+        &dataset,
+        &run(SearchMode::Hybrid {
+            fusion: Fusion::Rrf { k: 60.0 },
+        }),
+    )
+    .await
+    .unwrap();
+    eprintln!("MiniLM: bm25 {bm25:?}\ndense {dense:?}\nhybrid {hybrid:?}");
+    assert!(
+        dense.ndcg_at_10 > 0.5,
+        "a real embedder finds the answers: {dense:?}"
+    );
+    assert!(
+        hybrid.ndcg_at_10 > bm25.ndcg_at_10 && hybrid.ndcg_at_10 > dense.ndcg_at_10,
+        "hybrid {hybrid:?} vs bm25 {bm25:?} vs dense {dense:?}"
+    );
+}
+
 #[test]
 fn malformed_dataset_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,14 @@
 //! Vector store backends: [`EmbeddedStore`] (default, persistent, no services) and, behind
-//! features, PostgreSQL + pgvector.
+//! features, PostgreSQL + pgvector and Qdrant.
 
 mod embedded;
 #[cfg(feature = "pgvector")]
 mod pgvector;
+#[cfg(feature = "qdrant")]
+mod qdrant;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "pgvector")]
 pub use pgvector::PgVectorStore;
+#[cfg(feature = "qdrant")]
+pub use qdrant::QdrantStore;

@@ -1,8 +1,9 @@
 //! The default store: in-process, persistent, no services.
 //!
 //! * Each tenant is its own partition (vectors, records, index); a query only touches its tenant.
-//! * Search: an inverted-file (IVF) index picks candidate lists, every candidate is scored exactly
-//!   (cosine on stored vectors); small partitions and selective filters fall back to an exact scan, so
+//! * Search: an inverted-file (IVF) index picks candidate lists, their members are ranked by an int8
+//!   dot product and the best [`EmbeddedOptions::rescore`] are re-scored exactly (cosine on the
+//!   stored f32 vectors); small partitions and selective filters fall back to an exact scan, so
 //!   filtered queries never lose hits to the approximation.
 //! * Durability: every write is appended to a CRC-framed log and fsynced before it is applied and
 //!   acknowledged; [`EmbeddedStore::compact`] writes a snapshot atomically (temp file, fsync, rename)
@@ -10,13 +11,15 @@
 //!
 //! Why our own IVF rather than a crate: the index is rebuilt from the log on open (no second on-disk
 //! format to keep consistent), stays deterministic, supports deletes and tenant partitions directly,
-//! and the exact re-scoring makes recall depend only on `nprobe` (measured in `benches/search.rs`).
+//! and the exact re-scoring makes recall depend on `nprobe` (measured in `benches/search.rs`).
+//! `ann-compare/` measures it against hnsw_rs, usearch and hannoy on the same data (figures in
+//! `docs/rag.md`).
 
+mod distance;
 mod ivf;
 mod wal;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -28,7 +31,8 @@ use wattos_core::vector_store::{
 };
 use wattos_core::{Error, RequestContext, Result};
 
-use ivf::Ivf;
+use distance::dot;
+use ivf::{Candidate, Ivf, TopK};
 use wal::{Op, Wal};
 
 /// Tuning for [`EmbeddedStore`].
@@ -38,6 +42,8 @@ pub struct EmbeddedOptions {
     pub index_threshold: usize,
     /// Centroids probed per query (more = better recall, slower).
     pub nprobe: usize,
+    /// Candidates ranked by the int8 scan that are re-scored exactly (at least `top_k`).
+    pub rescore: usize,
     /// k-means iterations when (re)training.
     pub train_iterations: usize,
     /// Compact automatically once the log exceeds this many bytes.
@@ -48,7 +54,8 @@ impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
             index_threshold: 4096,
-            nprobe: 24,
+            nprobe: 16,
+            rescore: 64,
             train_iterations: 6,
             compact_after_bytes: 256 * 1024 * 1024,
         }
@@ -72,48 +79,12 @@ struct Partition {
     ivf: Option<Ivf>,
 }
 
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators over fixed-size arrays (no bounds checks) vectorise.
-    let mut acc = [0.0f32; 8];
-    let chunks_a = a.chunks_exact(8);
-    let chunks_b = b.chunks_exact(8);
-    let (ra, rb) = (chunks_a.remainder(), chunks_b.remainder());
-    for (x, y) in chunks_a.zip(chunks_b) {
-        if let (Ok(x), Ok(y)) = (<&[f32; 8]>::try_from(x), <&[f32; 8]>::try_from(y)) {
-            for i in 0..8 {
-                acc[i] += x[i] * y[i];
-            }
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
 fn normalised(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         v.iter().map(|x| x / n).collect()
     } else {
         v.to_vec()
-    }
-}
-
-#[derive(PartialEq)]
-struct Scored(f32, u32);
-impl Eq for Scored {}
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0
-            .total_cmp(&other.0)
-            .then_with(|| other.1.cmp(&self.1))
     }
 }
 
@@ -245,21 +216,14 @@ impl Partition {
         k: usize,
         filter: Option<&Filter>,
         slots: impl Iterator<Item = u32>,
-    ) -> Vec<Scored> {
-        let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(k + 1);
+    ) -> Vec<Candidate> {
+        let mut top = TopK::new(k);
         for slot in slots {
-            if !self.matches(slot, filter) {
-                continue;
-            }
-            let s = dot(q, self.vector(dims, slot));
-            if heap.len() < k {
-                heap.push(Reverse(Scored(s, slot)));
-            } else if heap.peek().is_some_and(|m| s > m.0.0) {
-                heap.pop();
-                heap.push(Reverse(Scored(s, slot)));
+            if self.matches(slot, filter) {
+                top.push(dot(q, self.vector(dims, slot)), slot);
             }
         }
-        heap.into_iter().map(|r| r.0).collect()
+        top.into_sorted()
     }
 
     fn search(
@@ -268,10 +232,12 @@ impl Partition {
         q: &[f32],
         k: usize,
         filter: Option<&Filter>,
-        nprobe: usize,
-    ) -> Vec<Scored> {
+        opts: &EmbeddedOptions,
+    ) -> Vec<Candidate> {
         if let Some(ivf) = &self.ivf {
-            let found = self.top_k(dims, q, k, filter, ivf.candidates(q, nprobe));
+            let found = ivf.search(&self.vectors, q, k, opts.nprobe, opts.rescore, |slot| {
+                self.matches(slot, filter)
+            });
             // A selective filter can leave too few candidates in the probed lists: scan exactly.
             if found.len() >= k.min(self.live()) || filter.is_none() && found.len() >= k {
                 return found;
@@ -483,6 +449,7 @@ impl EmbeddedStore {
         };
         state.tenants.get(ctx.tenant().as_str()).map_or(0, |p| {
             p.vectors.len() * 4
+                + p.ivf.as_ref().map_or(0, Ivf::memory_bytes)
                 + p.slots
                     .iter()
                     .flatten()
@@ -611,11 +578,11 @@ impl VectorStore for EmbeddedStore {
             &q,
             query.top_k,
             query.filter.as_ref(),
-            self.inner.opts.nprobe,
+            &self.inner.opts,
         );
         let mut hits: Vec<Hit> = scored
             .into_iter()
-            .filter_map(|Scored(score, slot)| {
+            .filter_map(|Candidate(score, slot)| {
                 p.slots[slot as usize].as_ref().map(|m| Hit {
                     id: m.id.clone(),
                     document_id: m.document_id.clone(),
