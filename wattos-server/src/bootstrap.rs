@@ -120,8 +120,9 @@ async fn build_auth(settings: &Settings) -> Result<Auth> {
         && let Some(redis) = &core.redis
     {
         let url = redis.url.expose();
-        parts.revocations = Arc::new(crate::auth::RedisRevocations::connect(url, "wattos:").await?);
-        parts.limiter = Arc::new(crate::auth::RedisRateLimiter::connect(url, "wattos:").await?);
+        let prefix = settings.jobs.redis_key_prefix.as_str();
+        parts.revocations = Arc::new(crate::auth::RedisRevocations::connect(url, prefix).await?);
+        parts.limiter = Arc::new(crate::auth::RedisRateLimiter::connect(url, prefix).await?);
     }
     if let Some(jwt) = &settings.auth.jwt {
         let keys = match (&jwt.hs256_secret, &jwt.jwks_url) {
@@ -175,5 +176,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         AuthMode::None => None,
         AuthMode::Required => Some(build_auth(&settings).await?),
     };
-    Ok(AppState::with_parts(settings.core, health, catalog).with_auth(auth))
+    let jobs = crate::jobs::build_jobs(&settings, &catalog).await?;
+    Ok(AppState::with_parts(settings.core, health, catalog)
+        .with_auth(auth)
+        .with_jobs(Some(jobs)))
 }

@@ -23,6 +23,7 @@ pub mod bootstrap;
 pub mod checks;
 pub mod error;
 pub mod gateway;
+pub mod jobs;
 pub mod middleware;
 pub mod routes;
 mod serve;

@@ -62,6 +62,8 @@ pub struct Settings {
     pub local_models: LocalModelSettings,
     /// Remote providers served by name (`[llm.providers.<name>]`).
     pub providers: ProvidersConfig,
+    /// Role, job queue and worker settings (`server.role`, `jobs.*`, `redis.key_prefix`).
+    pub jobs: crate::jobs::JobSettings,
 }
 
 impl Settings {
@@ -87,12 +89,14 @@ impl Settings {
             embeddings: r.or("models.local_embeddings", true),
         };
         let providers = read_providers(&mut r);
+        let jobs = crate::jobs::JobSettings::read(&mut r);
         r.finish()?;
         Ok(Self {
             core,
             auth,
             local_models,
             providers,
+            jobs,
         })
     }
 }

@@ -22,6 +22,7 @@ struct Inner {
     health: HealthRegistry,
     catalog: ModelCatalog,
     auth: Option<crate::auth::Auth>,
+    jobs: Option<crate::jobs::Jobs>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -90,6 +91,7 @@ impl AppState {
                 health,
                 catalog,
                 auth: None,
+                jobs: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -105,6 +107,20 @@ impl AppState {
             None => tracing::error!("with_auth called on a shared AppState; ignored"),
         }
         self
+    }
+
+    /// Sets the background job queue (async ingestion). Call before the state is shared.
+    pub fn with_jobs(mut self, jobs: Option<crate::jobs::Jobs>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.jobs = jobs,
+            None => tracing::error!("with_jobs called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// The background job queue, when configured.
+    pub fn jobs(&self) -> Option<&crate::jobs::Jobs> {
+        self.inner.jobs.as_ref()
     }
 
     /// Authentication, when it is on.
