@@ -15,6 +15,8 @@
 //!   tenant-scoped cache ([`cache`]; Redis with feature `redis`).
 //! * [`answer`](mod@answer): context under a token budget with numbered citations; cited answers.
 //! * [`eval`]: BEIR-layout datasets, nDCG@10, Recall@100, MRR@10.
+//! * [`jobs`]: durable background jobs (ingestion): in process, or on NATS JetStream (feature
+//!   `nats`) with redelivery, bounded retries, a dead-letter stream and idempotency by content hash.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +47,7 @@ pub mod document;
 pub mod embed;
 pub mod eval;
 pub mod fusion;
+pub mod jobs;
 pub mod keyword;
 pub mod loader;
 pub mod pipeline;

@@ -32,9 +32,11 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
     let gateway = crate::gateway::routes::<AppState>();
     // Authentication is enforced here, in one place, for every API route; operational routes
     // (/health*, /metrics, /openapi.json) stay open.
+    let jobs = crate::jobs::routes(&state);
     let api = match state.auth() {
         Some(auth) => gateway
             .route_layer(auth.require(Permission::ChatInvoke))
+            .merge(jobs)
             .merge(crate::tenancy::admin::admin_routes(auth.clone()))
             .merge(crate::rag::routes(Some(auth)))
             .merge(crate::agents::routes(Some(auth)))
@@ -42,7 +44,13 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
         None => gateway
             .merge(crate::rag::routes(None))
             .merge(crate::agents::routes(None))
+            .merge(jobs)
             .layer(from_fn(crate::gateway::embedded_identity)),
+    };
+    // A worker-only instance serves health and metrics, not the API.
+    let api = match state.jobs() {
+        Some(j) if !j.role().serves_api() => Router::new(),
+        _ => api,
     };
     let mut router = extra
         .merge(api)

@@ -205,8 +205,9 @@ async fn build_auth(
         && let Some(redis) = &core.redis
     {
         let url = redis.url.expose();
-        parts.revocations = Arc::new(crate::auth::RedisRevocations::connect(url, "wattos:").await?);
-        parts.limiter = Arc::new(crate::auth::RedisRateLimiter::connect(url, "wattos:").await?);
+        let prefix = settings.jobs.redis_key_prefix.as_str();
+        parts.revocations = Arc::new(crate::auth::RedisRevocations::connect(url, prefix).await?);
+        parts.limiter = Arc::new(crate::auth::RedisRateLimiter::connect(url, prefix).await?);
     }
     if let Some(jwt) = &settings.auth.jwt {
         let keys = match (&jwt.hs256_secret, &jwt.jwks_url) {
@@ -342,8 +343,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         Some(store) => Some(build_auth(&settings, store, usage).await?),
     };
     let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
+    let jobs = crate::jobs::build_jobs(&settings, &catalog).await?;
     Ok(AppState::with_parts(settings.core, health, catalog)
         .with_auth(auth)
         .with_rag(rag)
-        .with_agents(Some(agents)))
+        .with_agents(Some(agents))
+        .with_jobs(Some(jobs)))
 }

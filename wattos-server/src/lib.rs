@@ -27,6 +27,7 @@ pub mod checks;
 pub mod console;
 pub mod error;
 pub mod gateway;
+pub mod jobs;
 pub mod middleware;
 pub mod otel;
 pub mod rag;

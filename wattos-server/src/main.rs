@@ -10,13 +10,15 @@ use wattos_server::settings::Settings;
 use wattos_server::{serve, shutdown_signal};
 
 const USAGE: &str = "\
-Usage: wattos-server [--config FILE] [--check-config]
+Usage: wattos-server [--config FILE] [--worker] [--check-config]
 
 Configuration comes from FILE (or $WATTOS_CONFIG) plus WATTOS_* environment variables,
 e.g. WATTOS_SERVER__BIND=0.0.0.0:8080. Without any, the server runs in embedded mode on
 127.0.0.1:8080 with no external services.
 
   --config FILE    TOML configuration file
+  --worker         run as a worker only: consume background jobs, serve only health and
+                   metrics (same as WATTOS_SERVER__ROLE=worker)
   --check-config   validate the configuration, print it (secrets redacted) and exit
   --version        print the version
   -h, --help       print this help";
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut config_path: Option<PathBuf> = None;
     let mut check_only = false;
+    let mut worker_only = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => match args.next() {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
                 }
             },
             "--check-config" => check_only = true,
+            "--worker" => worker_only = true,
             "--version" => {
                 println!("wattos-server {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
@@ -51,7 +55,12 @@ fn main() -> ExitCode {
     }
 
     let settings = match Settings::load(config_path.as_deref()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if worker_only {
+                c.jobs.role = wattos_server::jobs::ServerRole::Worker;
+            }
+            c
+        }
         Err(e) => {
             eprintln!("wattos-server: {e}");
             return ExitCode::from(2);
@@ -99,7 +108,29 @@ fn main() -> ExitCode {
         };
         tracing::info!(%addr, mode = ?state.config().mode, "wattos-server listening");
         println!("WattOS server listening on http://{addr} (health: http://{addr}/health)");
-        match serve(listener, state, shutdown_signal()).await {
+        // One token stops both the HTTP server and the job worker.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let worker = state
+            .jobs()
+            .and_then(|j| j.spawn_worker(stop.child_token()));
+        let signal = {
+            let stop = stop.clone();
+            async move {
+                shutdown_signal().await;
+                stop.cancel();
+            }
+        };
+        let grace = state.config().server.shutdown_grace;
+        let served = serve(listener, state, signal).await;
+        stop.cancel();
+        if let Some(w) = worker {
+            match tokio::time::timeout(grace, w).await {
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "job worker failed"),
+                Err(_) => tracing::warn!("job worker still busy after the grace period"),
+                _ => {}
+            }
+        }
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wattos-server: {e}");

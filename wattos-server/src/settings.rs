@@ -64,6 +64,8 @@ pub struct Settings {
     pub providers: ProvidersConfig,
     /// Model groups, aliases, fallbacks and deployment knobs (`[llm.router]`).
     pub router: crate::gateway::routing::RouterConfig,
+    /// Role, job queue and worker settings (`server.role`, `jobs.*`, `redis.key_prefix`).
+    pub jobs: crate::jobs::JobSettings,
 }
 
 impl Settings {
@@ -89,6 +91,7 @@ impl Settings {
             embeddings: r.or("models.local_embeddings", true),
         };
         let (providers, router) = read_providers(&mut r);
+        let jobs = crate::jobs::JobSettings::read(&mut r);
         r.finish()?;
         Ok(Self {
             core,
@@ -96,6 +99,7 @@ impl Settings {
             local_models,
             providers,
             router,
+            jobs,
         })
     }
 }

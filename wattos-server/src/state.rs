@@ -24,6 +24,7 @@ struct Inner {
     auth: Option<crate::auth::Auth>,
     rag: Option<crate::rag::RagService>,
     agents: Option<crate::agents::AgentsService>,
+    jobs: Option<crate::jobs::Jobs>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -94,6 +95,7 @@ impl AppState {
                 auth: None,
                 rag: None,
                 agents: None,
+                jobs: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -120,6 +122,15 @@ impl AppState {
         self
     }
 
+    /// Sets the background job queue (async ingestion). Call before the state is shared.
+    pub fn with_jobs(mut self, jobs: Option<crate::jobs::Jobs>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.jobs = jobs,
+            None => tracing::error!("with_jobs called on a shared AppState; ignored"),
+        }
+        self
+    }
+
     /// Turns the agents API on (`Some`); register graphs on the service (also after this call).
     /// Call before the state is shared.
     pub fn with_agents(mut self, agents: Option<crate::agents::AgentsService>) -> Self {
@@ -138,6 +149,11 @@ impl AppState {
     /// The agents service, when agents are on.
     pub fn agents(&self) -> Option<&crate::agents::AgentsService> {
         self.inner.agents.as_ref()
+    }
+
+    /// The background job queue, when configured.
+    pub fn jobs(&self) -> Option<&crate::jobs::Jobs> {
+        self.inner.jobs.as_ref()
     }
 
     /// Authentication, when it is on.
