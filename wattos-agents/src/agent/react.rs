@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wattos_core::Result;
-use wattos_core::llm::{ChatModel, ChatRequest, Message};
+use wattos_core::llm::{ChatModel, ChatRequest, Message, ToolChoice};
 use wattos_core::tool::Tool;
 
 use super::model::call_model;
@@ -87,6 +87,8 @@ pub struct ReactAgent {
     tool_timeout: Duration,
     window: Option<ConversationWindow>,
     max_tokens: Option<u32>,
+    first_tool_choice: Option<ToolChoice>,
+    tool_choice: Option<ToolChoice>,
 }
 
 impl std::fmt::Debug for ReactAgent {
@@ -117,6 +119,8 @@ impl ReactAgent {
             tool_timeout: Duration::from_secs(30),
             window: None,
             max_tokens: None,
+            first_tool_choice: None,
+            tool_choice: None,
         }
     }
 
@@ -169,6 +173,36 @@ impl ReactAgent {
         self
     }
 
+    /// Tool choice for the model's first call after each user message, for example
+    /// [`ToolChoice::Required`] to make the model use a tool before it answers (small local models
+    /// otherwise tend to answer from memory). Later calls use [`ReactAgent::with_tool_choice`].
+    #[must_use]
+    pub fn with_first_tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.first_tool_choice = Some(choice);
+        self
+    }
+
+    /// Tool choice for every model call (the first one after a user message excepted when
+    /// [`ReactAgent::with_first_tool_choice`] is set). Unset: the model's default (it decides).
+    #[must_use]
+    pub fn with_tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.tool_choice = Some(choice);
+        self
+    }
+
+    /// The tool choice for a call over `messages`.
+    fn choice_for(&self, messages: &[Message]) -> Option<ToolChoice> {
+        let first_turn = !messages
+            .iter()
+            .rev()
+            .take_while(|m| !matches!(m, Message::User { .. }))
+            .any(|m| matches!(m, Message::Tool { .. }));
+        match (&self.first_tool_choice, first_turn) {
+            (Some(first), true) => Some(first.clone()),
+            _ => self.tool_choice.clone(),
+        }
+    }
+
     /// The agent as a graph, to extend before compiling.
     pub fn graph(self) -> StateGraph<AgentState> {
         let mut tool_node =
@@ -194,6 +228,9 @@ impl ReactAgent {
                     }
                     all.extend(messages);
                     let mut req = ChatRequest::new(agent.model_name.clone(), all);
+                    if !definitions.is_empty() {
+                        req.tool_choice = agent.choice_for(&state.messages);
+                    }
                     req.tools = definitions;
                     req.max_tokens = agent.max_tokens;
                     let resp = call_model(&ctx, &*agent.model, req).await?;

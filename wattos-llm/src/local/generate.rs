@@ -3,6 +3,7 @@
 //! still listens (a dropped stream cancels generation).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -10,8 +11,10 @@ use candle_transformers::generation::LogitsProcessor;
 use candle_transformers::models::quantized_llama::ModelWeights;
 use wattos_core::{Error, Result};
 
+use super::constrain::{TokenIndex, mask_logits};
 use super::error;
 use super::gguf_tokenizer::{GgufTokenizer, Utf8Stream};
+use super::grammar::{Grammar, Matcher};
 use super::stop::StopScanner;
 use super::tool_calls::TOOL_CALL_OPEN;
 
@@ -34,6 +37,19 @@ pub(crate) struct GenParams {
     pub(crate) capture_tool_calls: bool,
     /// Answer text the prompt already ends with (a forced tool-call prefix).
     pub(crate) forced_prefix: String,
+    /// Grammar the output must follow.
+    pub(crate) constraint: Option<Constraint>,
+}
+
+/// Constrained decoding for one generation.
+#[derive(Debug, Clone)]
+pub(crate) enum Constraint {
+    /// The whole answer is one JSON document of this grammar.
+    Json(Arc<Grammar>),
+    /// Every tool-call block follows this grammar from just after `<tool_call>`: from the first
+    /// answer token when the forced prefix opens the block, otherwise from the moment the model opens
+    /// one.
+    ToolCalls(Arc<Grammar>),
 }
 
 /// Why the loop ended.
@@ -61,9 +77,11 @@ pub(crate) struct GenOutcome {
 }
 
 /// Runs generation for `prompt_ids` (already checked against the context window).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn generate(
     model: &mut ModelWeights,
     tokenizer: &GgufTokenizer,
+    token_index: &TokenIndex,
     model_name: &str,
     context_window: usize,
     prompt_ids: &[u32],
@@ -83,6 +101,22 @@ pub(crate) fn generate(
     let temperature = (params.temperature > 0.0).then_some(params.temperature);
     let mut sampler = LogitsProcessor::new(params.seed, temperature, params.top_p);
     let mut counts: HashMap<u32, u32> = HashMap::new();
+    // The grammar in force (if any) and whether a tool-call grammar was already tried.
+    let mut matcher: Option<Matcher<'_>> = None;
+    let mut tool_grammar_tried = false;
+    match &params.constraint {
+        Some(Constraint::Json(g)) => matcher = Some(g.matcher()),
+        Some(Constraint::ToolCalls(g)) => {
+            if let Some(at) = params.forced_prefix.find(TOOL_CALL_OPEN) {
+                tool_grammar_tried = true;
+                let mut m = g.matcher();
+                if m.push_all(&params.forced_prefix.as_bytes()[at + TOOL_CALL_OPEN.len()..]) {
+                    matcher = Some(m);
+                }
+            }
+        }
+        None => {}
+    }
 
     let mut reason = EndReason::Length;
     let mut output_tokens = 0u64;
@@ -118,6 +152,17 @@ pub(crate) fn generate(
             if params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 {
                 logits = penalise(&logits, &counts, params).map_err(fail)?;
             }
+            if let Some(m) = &matcher {
+                let mut values = logits.to_vec1::<f32>().map_err(fail)?;
+                if !mask_logits(&mut values, m, tokenizer, token_index) {
+                    return Err(error::inference(
+                        model_name,
+                        "constrained decoding found no token that fits the grammar",
+                    ));
+                }
+                let n = values.len();
+                logits = Tensor::from_vec(values, n, &device).map_err(fail)?;
+            }
             let next = sampler.sample(&logits).map_err(fail)?;
             if tokenizer.is_end_of_generation(next) {
                 reason = EndReason::EndOfTurn;
@@ -125,14 +170,36 @@ pub(crate) fn generate(
             }
             output_tokens += 1;
             *counts.entry(next).or_default() += 1;
-            let piece = utf8.push(tokenizer.bytes_of(next));
+            let bytes = tokenizer.bytes_of(next);
+            if let Some(m) = &mut matcher {
+                // The mask only let through tokens the matcher accepts.
+                m.push_all(bytes);
+            }
+            let piece = utf8.push(bytes);
             let scan = scanner.push(&piece);
+            if matcher.is_none()
+                && !tool_grammar_tried
+                && let Some(Constraint::ToolCalls(g)) = &params.constraint
+                && let Some(at) = scanner.capture_start()
+            {
+                // The model opened a tool call: constrain the rest of it.
+                tool_grammar_tried = true;
+                let mut m = g.matcher();
+                let after = &scanner.text().as_bytes()[at + TOOL_CALL_OPEN.len()..];
+                if m.push_all(after) && m.push_all(utf8.pending()) {
+                    matcher = Some(m);
+                }
+            }
             if !scan.emit.is_empty() && !emit(scan.emit) {
                 reason = EndReason::Cancelled;
                 break;
             }
             if scan.stopped {
                 reason = EndReason::StopSequence;
+                break;
+            }
+            if matcher.as_ref().is_some_and(Matcher::is_done) {
+                reason = EndReason::EndOfTurn;
                 break;
             }
             if output_tokens as usize >= params.max_tokens || position + 1 >= context_window {

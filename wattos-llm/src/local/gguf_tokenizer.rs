@@ -191,6 +191,11 @@ impl GgufTokenizer {
             .unwrap_or(&[])
     }
 
+    /// The tokens that end a turn.
+    pub(crate) fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
     /// Number of tokens in the vocabulary.
     pub(crate) fn vocab_size(&self) -> usize {
         self.token_bytes.len()
@@ -226,6 +231,11 @@ impl Utf8Stream {
                 out
             }
         }
+    }
+
+    /// Bytes held back (an incomplete UTF-8 character).
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.pending
     }
 
     /// Whatever is still pending, lossily (end of generation).

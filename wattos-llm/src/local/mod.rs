@@ -20,11 +20,13 @@
 //! ```
 
 mod chat_template;
+mod constrain;
 mod error;
 #[cfg(feature = "fastembed")]
 mod fastembed;
 mod generate;
 mod gguf_tokenizer;
+mod grammar;
 mod minilm;
 mod prompt;
 mod smollm;

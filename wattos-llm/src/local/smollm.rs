@@ -12,19 +12,22 @@ use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use futures::StreamExt;
+use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
 use wattos_core::llm::{
     Capabilities, ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason,
-    StreamAccumulator, ToolCallDelta, Usage,
+    ResponseFormat, StreamAccumulator, ToolCallDelta, ToolChoice, ToolDefinition, Usage,
 };
 use wattos_core::{Error, RequestContext, Result};
 
 use super::chat_template::ChatTemplate;
+use super::constrain::TokenIndex;
 use super::error::{self, LoadError};
-use super::generate::{EndReason, GenOutcome, GenParams, generate};
+use super::generate::{Constraint, EndReason, GenOutcome, GenParams, generate};
 use super::gguf_tokenizer::GgufTokenizer;
+use super::grammar::Grammar;
 use super::prompt::{self, Prompt};
-use super::tool_calls::parse_tool_calls;
+use super::tool_calls::{TOOL_CALL_CLOSE, parse_tool_calls};
 
 /// Path of the model inside the WattOS model cache (see `scripts/fetch-models.sh`).
 pub const SMOLLM_CACHE_FILE: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -99,8 +102,13 @@ impl SmolLmOptions {
 /// - Streaming is native: each decoded piece is a [`ChatDelta::Text`], then `Usage` and `Finish`.
 ///   Dropping the stream cancels generation at the next token.
 /// - Tools are offered in the system prompt and parsed from `<tool_call>` output (see
-///   [`crate::local::parse_tool_calls`]); `response_format` JSON is requested in the prompt and the
-///   answer is validated, failing with an upstream error if it is not JSON.
+///   [`crate::local::parse_tool_calls`]). Tool calls are decoded under a grammar built from the
+///   tools' JSON Schemas: with `tool_choice` required or naming a tool from the first answer token,
+///   otherwise from the moment the model opens a `<tool_call>` block. Each call then names an offered
+///   tool and its arguments are valid JSON matching that tool's schema (types, enums, required and
+///   known properties, nested objects and arrays; see the grammar notes in the module source).
+/// - `response_format` JSON schema / JSON object answers are decoded under the same kind of grammar,
+///   so they always parse and match the schema's supported keywords.
 /// - One generation at a time per loaded model: requests queue fairly on an async mutex and run on a
 ///   blocking thread, never on the async runtime. Load several instances for parallelism.
 /// - Threads: candle's quantized kernels use a process-wide spin-waiting pool sized by
@@ -140,6 +148,7 @@ struct Shared {
     tokenizer: GgufTokenizer,
     template: ChatTemplate,
     context_window: usize,
+    token_index: TokenIndex,
     model: Arc<Mutex<ModelWeights>>,
 }
 
@@ -188,12 +197,14 @@ impl SmolLm {
         if tokenizer.vocab_size() == 0 {
             return Err(LoadError::corrupt(path, "tokenizer.ggml.tokens is empty"));
         }
+        let token_index = TokenIndex::new(&tokenizer);
         Ok(Self {
             shared: Arc::new(Shared {
                 options,
                 tokenizer,
                 template,
                 context_window,
+                token_index,
                 model: Arc::new(Mutex::new(model)),
             }),
         })
@@ -264,7 +275,40 @@ impl SmolLm {
             deadline: ctx.deadline(),
             capture_tool_calls: prompt.tools_enabled,
             forced_prefix: prompt.forced_prefix.clone(),
+            constraint: constraint(req, prompt),
         }
+    }
+}
+
+/// The grammar a request's answer must follow: its tool calls when tools are offered, else its JSON
+/// response format.
+fn constraint(req: &ChatRequest, prompt: &Prompt) -> Option<Constraint> {
+    if prompt.tools_enabled {
+        let offered: Vec<ToolDefinition> = match &req.tool_choice {
+            Some(ToolChoice::Tool { name }) => req
+                .tools
+                .iter()
+                .filter(|t| &t.name == name)
+                .cloned()
+                .collect(),
+            _ => req.tools.clone(),
+        };
+        if offered.is_empty() {
+            return None;
+        }
+        return Some(Constraint::ToolCalls(Arc::new(Grammar::tool_calls(
+            &offered,
+            TOOL_CALL_CLOSE,
+        ))));
+    }
+    match &req.response_format {
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            Some(Constraint::Json(Arc::new(Grammar::from_schema(schema))))
+        }
+        Some(ResponseFormat::JsonObject) => Some(Constraint::Json(Arc::new(Grammar::from_schema(
+            &json!({"type": "object"}),
+        )))),
+        _ => None,
     }
 }
 
@@ -367,10 +411,10 @@ impl ChatModel for SmolLm {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             streaming: true,
-            // Prompt-based: works for simple tools, unreliable for complex schemas at 135M parameters.
+            // Prompt-based tool choice; call syntax and arguments enforced by constrained decoding.
             tools: true,
-            // JSON is requested in the prompt and validated, not enforced by constrained decoding.
-            json_schema: false,
+            // Enforced by constrained decoding.
+            json_schema: true,
             vision: false,
             context_window: u32::try_from(self.shared.context_window).ok(),
             max_output_tokens: u32::try_from(self.shared.context_window).ok(),
@@ -438,6 +482,7 @@ impl ChatModel for SmolLm {
             let result = generate(
                 &mut model,
                 &shared.tokenizer,
+                &shared.token_index,
                 &name,
                 shared.context_window,
                 &prompt_ids,

@@ -12,7 +12,8 @@ use wattos_core::llm::{ToolCall, ToolChoice, ToolDefinition};
 
 /// Opening tag of a tool-call block.
 pub(crate) const TOOL_CALL_OPEN: &str = "<tool_call>";
-const TOOL_CALL_CLOSE: &str = "</tool_call>";
+/// Closing tag of a tool-call block.
+pub(crate) const TOOL_CALL_CLOSE: &str = "</tool_call>";
 
 /// The system-prompt section that offers `tools` under `choice`; empty when no tool may be called.
 ///
