@@ -199,6 +199,7 @@ fn main() {
         }
     }
 
+    #[cfg(feature = "usearch")]
     if want("usearch") {
         use usearch::{IndexOptions, MetricKind, ScalarKind};
         for (qname, quant) in [("f32", ScalarKind::F32), ("i8", ScalarKind::I8)] {
