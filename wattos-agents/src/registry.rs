@@ -368,4 +368,49 @@ mod tests {
             2
         );
     }
+
+    #[tokio::test]
+    async fn json_streams_end_with_the_outcome_and_inputs_are_checked() {
+        let model = ScriptedChatModel::new().then_text("streamed");
+        let agent = ReactAgent::new(Arc::new(model), "m")
+            .compile(CompileOptions::new().with_checkpointer(Arc::new(InMemoryCheckpointer::new())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let g: Arc<dyn JsonGraph> = Arc::new(agent);
+        assert!(
+            g.validate_input(&serde_json::json!({"messages": 5}))
+                .is_err()
+        );
+        let input = serde_json::to_value(AgentState::user("hi")).unwrap_or_default();
+        assert!(g.validate_input(&input).is_ok());
+        let ctx = RequestContext::system(TenantId::new("t").unwrap_or_else(|e| panic!("{e}")));
+        let thread = ThreadId::new("s").unwrap_or_else(|e| panic!("{e}"));
+        let events: Vec<JsonEvent> = g
+            .stream(&ctx, Some(thread), input)
+            .map(|e| e.unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+            .await;
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, JsonEvent::Update { node, .. } if node == "agent"))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, JsonEvent::Checkpoint { .. }))
+        );
+        match events.last() {
+            Some(JsonEvent::Done { outcome }) => {
+                assert_eq!(outcome.status, RunStatus::Completed);
+                assert_eq!(outcome.state["messages"][1]["content"], "streamed");
+            }
+            other => panic!("last event {other:?}"),
+        }
+        let bad: Vec<_> = g
+            .stream(&ctx, None, serde_json::json!({"messages": 5}))
+            .collect()
+            .await;
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].is_err());
+    }
 }
