@@ -1,12 +1,14 @@
 //! Builds the services behind the RAG and agents APIs from the configuration and the loaded models.
 
-use wattos_core::config::Config;
-use wattos_core::{RequestContext, Result, TenantId};
+use std::sync::Arc;
+
+use wattos_core::config::{Config, DeploymentMode};
+use wattos_core::{Error, RequestContext, Result, TenantId};
 
 use crate::agents::AgentsService;
 use crate::appdb::{AppDb, DEFAULT_PREFIX};
 use crate::gateway::{ModelCatalog, ModelKind};
-use crate::rag::{EmbeddedBackend, RagService, Registry};
+use crate::rag::{EmbeddedBackend, PgVectorBackend, RagBackend, RagService, Registry};
 
 fn pick(catalog: &ModelCatalog, preferred: &str, kind: ModelKind) -> Option<String> {
     let ctx = RequestContext::system(TenantId::new(crate::gateway::EMBEDDED_TENANT).ok()?);
@@ -15,6 +17,24 @@ fn pick(catalog: &ModelCatalog, preferred: &str, kind: ModelKind) -> Option<Stri
         return Some(preferred.to_owned());
     }
     models.into_iter().find(|m| m.kind == kind).map(|m| m.id)
+}
+
+/// Where collections store their chunks: pgvector tables in shared mode on PostgreSQL (every
+/// instance sees the same data), one embedded store per collection under `data_dir/rag` otherwise.
+fn rag_backend(config: &Config) -> Result<Arc<dyn RagBackend>> {
+    match (&config.database, config.mode) {
+        (Some(db), DeploymentMode::Shared) if db.url.expose().starts_with("postgres") => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(db.max_connections)
+                .acquire_timeout(db.acquire_timeout)
+                .connect_lazy(db.url.expose())
+                .map_err(|e| {
+                    Error::invalid_field("database.url", format!("not a PostgreSQL URL: {e}"))
+                })?;
+            Ok(Arc::new(PgVectorBackend::new(pool)))
+        }
+        _ => Ok(Arc::new(EmbeddedBackend::new(config.data_dir.join("rag")))),
+    }
 }
 
 /// The RAG service (when an embedding model is loaded; the local MiniLM is preferred) and the
@@ -40,7 +60,7 @@ pub async fn build_services(
             let embedder = catalog.embedding(&ctx, &name)?;
             Some(RagService::new(
                 Registry::new(db.clone()),
-                std::sync::Arc::new(EmbeddedBackend::new(config.data_dir.join("rag"))),
+                rag_backend(config)?,
                 embedder,
                 name,
             ))

@@ -343,7 +343,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         Some(store) => Some(build_auth(&settings, store, usage).await?),
     };
     let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
-    let jobs = crate::jobs::build_jobs(&settings, &catalog).await?;
+    let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;
     Ok(AppState::with_parts(settings.core, health, catalog)
         .with_auth(auth)
         .with_rag(rag)

@@ -436,6 +436,16 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     let http = reqwest::Client::new();
     let (key, _) = create_tenant_with_key(&http, fleet.base(0), "acme", json!({})).await;
 
+    // Jobs write through the RAG API's collections: the collection must exist first.
+    let r = http
+        .post(format!("{}/v1/rag/collections", fleet.base(0)))
+        .bearer_auth(&key)
+        .json(&json!({"name": "notes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
     const DOCS: usize = 200;
     let body = json!({"documents": documents(DOCS)});
     let r = http
@@ -592,6 +602,14 @@ async fn ingest_throughput_with_1_2_3_workers() {
         let fleet = Fleet::start_roles(&pg, &redis, &nats, &roles, true, 1).await;
         let http = reqwest::Client::new();
         let (key, _) = create_tenant_with_key(&http, fleet.base(0), "bench", json!({})).await;
+        let r = http
+            .post(format!("{}/v1/rag/collections", fleet.base(0)))
+            .bearer_auth(&key)
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         let all = documents(JOBS * DOCS_PER_JOB);
         let started = Instant::now();
         let mut ids = Vec::new();

@@ -12,13 +12,17 @@ use crate::gateway::ModelCatalog;
 use crate::settings::Settings;
 
 /// The queue (JetStream in shared mode, in process otherwise) and, for roles that run jobs,
-/// [`RagIngestion`] with the configured embedding model (pgvector tables in shared mode, embedded
+/// the server's [`crate::rag::RagService`] when the RAG API is on, else [`RagIngestion`] with the configured embedding model (pgvector tables in shared mode, embedded
 /// stores under `<data_dir>/rag` otherwise).
 ///
 /// # Errors
 /// `unavailable` when NATS or PostgreSQL cannot be reached; `invalid_input` when a worker-only
 /// instance has no embedding model to ingest with.
-pub async fn build_jobs(settings: &Settings, catalog: &ModelCatalog) -> Result<Jobs> {
+pub async fn build_jobs(
+    settings: &Settings,
+    catalog: &ModelCatalog,
+    rag: Option<&crate::rag::RagService>,
+) -> Result<Jobs> {
     let js = &settings.jobs;
     let core = &settings.core;
     let shared = core.mode == DeploymentMode::Shared;
@@ -43,8 +47,10 @@ pub async fn build_jobs(settings: &Settings, catalog: &ModelCatalog) -> Result<J
             return Ok(Jobs::new(queue, None, js.clone()));
         }
     };
-    let service: Arc<dyn IngestionService> = match (&core.database, shared) {
-        (Some(db), true) => {
+    let service: Arc<dyn IngestionService> = match (rag, &core.database, shared) {
+        // The server's RAG API is on: jobs write through it (same collections, registry, stores).
+        (Some(rag), _, _) => Arc::new(rag.clone()),
+        (None, Some(db), true) => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(db.max_connections)
                 .acquire_timeout(db.acquire_timeout)
@@ -53,7 +59,7 @@ pub async fn build_jobs(settings: &Settings, catalog: &ModelCatalog) -> Result<J
                 .map_err(|e| Error::unavailable(format!("postgres: {e}")).with_source(e))?;
             Arc::new(RagIngestion::postgres(pool, embedder))
         }
-        _ => Arc::new(RagIngestion::embedded(core.data_dir.join("rag"), embedder)),
+        (None, _, _) => Arc::new(RagIngestion::embedded(core.data_dir.join("rag"), embedder)),
     };
     Ok(Jobs::new(queue, Some(service), js.clone()))
 }

@@ -5,6 +5,7 @@
 //! Every handler takes the tenant from the authenticated [`wattos_core::RequestContext`]: another
 //! tenant's collection is a plain 404. Storage sits behind [`RagBackend`] (embedded by default).
 
+mod jobs;
 mod registry;
 mod service;
 pub mod types;
@@ -34,7 +35,7 @@ use wattos_rag::pipeline::IngestOutcome;
 use wattos_rag::retrieve::{SearchMode, SearchRequest};
 
 pub use registry::{CollectionRow, DocumentRow, Registry};
-pub use service::{EmbeddedBackend, RagBackend, RagService};
+pub use service::{EmbeddedBackend, PgVectorBackend, RagBackend, RagService};
 use types::*;
 
 use crate::auth::Auth;

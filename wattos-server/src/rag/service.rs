@@ -103,6 +103,65 @@ impl RagBackend for EmbeddedBackend {
     }
 }
 
+/// Shared-mode backend: one pgvector table per collection (tenants share it; every row carries its
+/// tenant, and every query is scoped by it), so every instance sees the same chunks. Dense retrieval
+/// only: BM25 indexes are local files, and hybrid requests fall back to dense search.
+#[derive(Debug, Clone)]
+pub struct PgVectorBackend {
+    pool: sqlx::PgPool,
+}
+
+impl PgVectorBackend {
+    /// Collections as pgvector tables in the database of `pool` (the `vector` extension is created
+    /// on first use).
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl RagBackend for PgVectorBackend {
+    fn name(&self) -> &str {
+        "pgvector"
+    }
+
+    async fn open(
+        &self,
+        _tenant: &TenantId,
+        collection: &str,
+        embedder: Arc<dyn EmbeddingModel>,
+    ) -> Result<Rag> {
+        let dims = embedder.dimensions();
+        let store = wattos_rag::store::PgVectorStore::with_pool(
+            self.pool.clone(),
+            &crate::jobs::table_name(collection),
+            dims,
+        )
+        .await?;
+        RagBuilder::new(embedder)
+            .embedding_cache(0)
+            .vector_store(Arc::new(store))
+            .build()
+    }
+
+    async fn destroy(&self, tenant: &TenantId, collection: &str) -> Result<()> {
+        let table = crate::jobs::table_name(collection);
+        // Only this tenant's rows: other tenants may have a collection of the same name.
+        let sql = format!("DELETE FROM {table} WHERE tenant = $1");
+        match sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Never opened: nothing stored.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(()),
+            Err(e) => Err(Error::unavailable(format!("cannot remove collection rows: {e}"))
+                .with_source(e)),
+        }
+    }
+}
+
 struct Inner {
     registry: Registry,
     backend: Arc<dyn RagBackend>,
