@@ -15,7 +15,10 @@ use wattos_core::tenancy::Retention;
 use wattos_core::{ErrorKind, Principal, RequestContext, TenantId};
 
 fn user(tenant: &str, subject: &str) -> RequestContext {
-    RequestContext::new(TenantId::new(tenant).unwrap(), Principal::user(subject, ["member"]))
+    RequestContext::new(
+        TenantId::new(tenant).unwrap(),
+        Principal::user(subject, ["member"]),
+    )
 }
 
 fn usage(i: u64, o: u64) -> Usage {
@@ -71,7 +74,12 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
             &c.id,
             vec![
                 NewMessage::plain(Message::user("And in winter?")),
-                NewMessage::answer(Message::assistant("Still works."), "gpt-4o", usage(30, 4), 0.002),
+                NewMessage::answer(
+                    Message::assistant("Still works."),
+                    "gpt-4o",
+                    usage(30, 4),
+                    0.002,
+                ),
             ],
         )
         .await
@@ -80,12 +88,18 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
     assert_eq!((c.input_tokens, c.output_tokens), (50, 9));
     assert!((c.cost_usd - 0.003).abs() < 1e-9);
     let msgs = store.messages(&alice, &c.id).await.unwrap();
-    assert_eq!(msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(
+        msgs.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
     assert_eq!(msgs[2].request_id.as_deref(), Some("req-1"));
     assert_eq!(msgs[4].message, Message::assistant("Still works."));
 
     // Isolation: another tenant cannot see it at all; another user is refused.
-    for (ctx, kind) in [(&other_tenant, ErrorKind::NotFound), (&bob, ErrorKind::Forbidden)] {
+    for (ctx, kind) in [
+        (&other_tenant, ErrorKind::NotFound),
+        (&bob, ErrorKind::Forbidden),
+    ] {
         assert_eq!(store.get(ctx, &c.id).await.unwrap_err().kind(), kind);
         assert_eq!(store.messages(ctx, &c.id).await.unwrap_err().kind(), kind);
         let e = store
@@ -93,11 +107,24 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), kind);
-        assert_eq!(store.rename(ctx, &c.id, "x").await.unwrap_err().kind(), kind);
+        assert_eq!(
+            store.rename(ctx, &c.id, "x").await.unwrap_err().kind(),
+            kind
+        );
         assert_eq!(store.delete(ctx, &c.id).await.unwrap_err().kind(), kind);
-        assert!(store.list(ctx, ListOptions::default()).await.unwrap().is_empty());
+        assert!(
+            store
+                .list(ctx, ListOptions::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
-    assert_eq!(store.messages(&alice, &c.id).await.unwrap().len(), 5, "writes were refused");
+    assert_eq!(
+        store.messages(&alice, &c.id).await.unwrap().len(),
+        5,
+        "writes were refused"
+    );
     assert_eq!(
         store.get(&alice, "no-such-id").await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -108,18 +135,31 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
         ErrorKind::InvalidInput
     );
     assert_eq!(
-        store.append(&alice, &c.id, vec![]).await.unwrap_err().kind(),
+        store
+            .append(&alice, &c.id, vec![])
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidInput
     );
 
     // Rename, list (newest first, paged), export, delete.
-    let renamed = store.rename(&alice, &c.id, "Heat pumps in winter").await.unwrap();
+    let renamed = store
+        .rename(&alice, &c.id, "Heat pumps in winter")
+        .await
+        .unwrap();
     assert_eq!(renamed.title, "Heat pumps in winter");
     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-    let second = store.create(&alice, NewConversation::default()).await.unwrap();
+    let second = store
+        .create(&alice, NewConversation::default())
+        .await
+        .unwrap();
     assert_eq!(second.title, "New conversation");
     let list = store.list(&alice, ListOptions::default()).await.unwrap();
-    assert_eq!(list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [second.id.as_str(), c.id.as_str()]);
+    assert_eq!(
+        list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [second.id.as_str(), c.id.as_str()]
+    );
     let page2 = store
         .list(
             &alice,
@@ -146,7 +186,11 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
     // Retention: users may not purge; the system purges only what is older than the cutoff.
     let sys = RequestContext::system(TenantId::new(tenant).unwrap());
     assert_eq!(
-        store.purge_before(&alice, i64::MAX).await.unwrap_err().kind(),
+        store
+            .purge_before(&alice, i64::MAX)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::Forbidden
     );
     let kept = conv
@@ -160,11 +204,22 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
         .await
         .unwrap();
     assert_eq!(kept, 0);
-    assert_eq!(conv.apply_retention(&sys, &Retention::default()).await.unwrap(), 0);
+    assert_eq!(
+        conv.apply_retention(&sys, &Retention::default())
+            .await
+            .unwrap(),
+        0
+    );
     // The other tenant's thread survives a purge of everything in this tenant.
-    let foreign = store.create(&other_tenant, NewConversation::default()).await.unwrap();
+    let foreign = store
+        .create(&other_tenant, NewConversation::default())
+        .await
+        .unwrap();
     assert_eq!(store.purge_before(&sys, i64::MAX).await.unwrap(), 1);
-    assert_eq!(store.get(&alice, &c.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.get(&alice, &c.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert!(store.get(&other_tenant, &foreign.id).await.is_ok());
 }
 
@@ -172,28 +227,48 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
 async fn sqlite_conformance_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("conv.db");
-    let store = Arc::new(SqlConversationStore::open_sqlite(&path, "wattos_").await.unwrap());
+    let store = Arc::new(
+        SqlConversationStore::open_sqlite(&path, "wattos_")
+            .await
+            .unwrap(),
+    );
     conformance(store, "sq").await;
 
     // Survives a restart: a new store over the same file continues the thread.
     let alice = user("sq2", "alice");
     let id = {
-        let s = SqlConversationStore::open_sqlite(&path, "wattos_").await.unwrap();
-        let c = s.create(&alice, NewConversation::default()).await.unwrap();
-        s.append(&alice, &c.id, vec![NewMessage::plain(Message::user("remember me"))])
+        let s = SqlConversationStore::open_sqlite(&path, "wattos_")
             .await
             .unwrap();
+        let c = s.create(&alice, NewConversation::default()).await.unwrap();
+        s.append(
+            &alice,
+            &c.id,
+            vec![NewMessage::plain(Message::user("remember me"))],
+        )
+        .await
+        .unwrap();
         c.id
     };
-    let s = SqlConversationStore::open_sqlite(&path, "wattos_").await.unwrap();
+    let s = SqlConversationStore::open_sqlite(&path, "wattos_")
+        .await
+        .unwrap();
     let c = s
-        .append(&alice, &id, vec![NewMessage::plain(Message::assistant("I do."))])
+        .append(
+            &alice,
+            &id,
+            vec![NewMessage::plain(Message::assistant("I do."))],
+        )
         .await
         .unwrap();
     assert_eq!(c.message_count, 2);
     let msgs = s.messages(&alice, &id).await.unwrap();
     assert_eq!(msgs[0].message, Message::user("remember me"));
-    assert!(SqlConversationStore::open_sqlite(&path, "Bad-Prefix").await.is_err());
+    assert!(
+        SqlConversationStore::open_sqlite(&path, "Bad-Prefix")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -203,25 +278,37 @@ async fn postgres_conformance() {
         return;
     };
     let prefix = format!("conv_{}_", std::process::id());
-    let store = SqlConversationStore::connect_postgres(&url, &prefix).await.unwrap();
+    let store = SqlConversationStore::connect_postgres(&url, &prefix)
+        .await
+        .unwrap();
     conformance(Arc::new(store.clone()), "pg").await;
     // Concurrent appends get distinct, consecutive sequence numbers.
     let alice = user("pg-conc", "alice");
-    let c = store.create(&alice, NewConversation::default()).await.unwrap();
+    let c = store
+        .create(&alice, NewConversation::default())
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..8 {
         let (s, a, id) = (store.clone(), alice.clone(), c.id.clone());
         tasks.push(tokio::spawn(async move {
-            s.append(&a, &id, vec![NewMessage::plain(Message::user(format!("m{i}")))])
-                .await
-                .unwrap();
+            s.append(
+                &a,
+                &id,
+                vec![NewMessage::plain(Message::user(format!("m{i}")))],
+            )
+            .await
+            .unwrap();
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
     let msgs = store.messages(&alice, &c.id).await.unwrap();
-    assert_eq!(msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    assert_eq!(
+        msgs.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::raw_sql(&format!(
         "DROP TABLE {prefix}conversation_messages; DROP TABLE {prefix}conversations;"
@@ -241,7 +328,10 @@ async fn history_is_trimmed_to_the_model_window() {
     );
     let conv = Conversations::new(store.clone());
     let alice = user("trim", "alice");
-    let c = store.create(&alice, NewConversation::default()).await.unwrap();
+    let c = store
+        .create(&alice, NewConversation::default())
+        .await
+        .unwrap();
     let mut batch = vec![NewMessage::plain(Message::system("You are terse."))];
     for i in 0..40 {
         batch.push(NewMessage::plain(Message::user(format!(

@@ -34,7 +34,10 @@ fn page(i: usize) -> String {
         ));
     }
     for j in 1..=4 {
-        body.push_str(&format!("<a href=\"/p/{}\">next {j}</a> ", (i * 4 + j) % PAGES));
+        body.push_str(&format!(
+            "<a href=\"/p/{}\">next {j}</a> ",
+            (i * 4 + j) % PAGES
+        ));
     }
     format!("<html><head><title>Page {i}</title></head><body>{body}</body></html>")
 }

@@ -172,7 +172,11 @@ async fn crawls_exactly_the_allowed_pages_once_and_recrawl_embeds_nothing() {
     let ids: BTreeSet<String> = report.crawl.pages.iter().map(|p| p.url.clone()).collect();
     let expected: BTreeSet<String> = ALLOWED.iter().map(|p| format!("{base}{p}")).collect();
     assert_eq!(ids, expected, "skipped: {:#?}", report.crawl.skipped);
-    assert_eq!(report.crawl.pages.len(), ALLOWED.len(), "a page was ingested twice");
+    assert_eq!(
+        report.crawl.pages.len(),
+        ALLOWED.len(),
+        "a page was ingested twice"
+    );
     assert_eq!(report.ingest.indexed(), ALLOWED.len());
     assert!(report.ingest.failed().is_empty());
 
@@ -182,16 +186,37 @@ async fn crawls_exactly_the_allowed_pages_once_and_recrawl_embeds_nothing() {
         .iter()
         .map(|s| (s.url.trim_start_matches(&base).to_owned(), s.reason.clone()))
         .collect();
-    assert_eq!(reasons["/private/secret.html"], SkipReason::RobotsDisallowed);
-    assert_eq!(reasons["/private/listed.html"], SkipReason::RobotsDisallowed);
+    assert_eq!(
+        reasons["/private/secret.html"],
+        SkipReason::RobotsDisallowed
+    );
+    assert_eq!(
+        reasons["/private/listed.html"],
+        SkipReason::RobotsDisallowed
+    );
     assert!(matches!(reasons["/loop1"], SkipReason::RedirectLoop { .. }));
-    assert_eq!(reasons["/big.html"], SkipReason::TooLarge { max: 1024 * 1024 });
-    assert!(matches!(&reasons["/file.pdf"], SkipReason::ContentType { content_type } if content_type == "application/pdf"));
-    assert!(matches!(&reasons["/data.json"], SkipReason::ContentType { .. }));
+    assert_eq!(
+        reasons["/big.html"],
+        SkipReason::TooLarge { max: 1024 * 1024 }
+    );
+    assert!(
+        matches!(&reasons["/file.pdf"], SkipReason::ContentType { content_type } if content_type == "application/pdf")
+    );
+    assert!(matches!(
+        &reasons["/data.json"],
+        SkipReason::ContentType { .. }
+    ));
     assert_eq!(reasons["/hidden.html"], SkipReason::NoIndex);
-    assert_eq!(reasons["/missing.html"], SkipReason::HttpStatus { status: 404 });
-    assert!(matches!(&reasons["/alias.html"], SkipReason::Duplicate { canonical } if canonical == &format!("{base}/a.html")));
-    assert!(matches!(&reasons["/moved"], SkipReason::Duplicate { canonical } if canonical == &format!("{base}/docs/b.html")));
+    assert_eq!(
+        reasons["/missing.html"],
+        SkipReason::HttpStatus { status: 404 }
+    );
+    assert!(
+        matches!(&reasons["/alias.html"], SkipReason::Duplicate { canonical } if canonical == &format!("{base}/a.html"))
+    );
+    assert!(
+        matches!(&reasons["/moved"], SkipReason::Duplicate { canonical } if canonical == &format!("{base}/docs/b.html"))
+    );
 
     // Robots-disallowed, off-depth and off-site pages are never requested; every page once.
     assert_eq!(site.hits("/private/secret.html"), 0);
@@ -211,10 +236,21 @@ async fn crawls_exactly_the_allowed_pages_once_and_recrawl_embeds_nothing() {
         .iter()
         .find(|p| p.url == format!("{base}/"))
         .unwrap();
-    assert!(home.document.text.starts_with("# Home"), "{}", home.document.text);
-    assert!(home.document.text.contains(&format!("[B]({base}/docs/b.html)")));
+    assert!(
+        home.document.text.starts_with("# Home"),
+        "{}",
+        home.document.text
+    );
+    assert!(
+        home.document
+            .text
+            .contains(&format!("[B]({base}/docs/b.html)"))
+    );
     let hits = rag
-        .search(&ctx, &wattos_rag::retrieve::SearchRequest::new("heat pumps", 1))
+        .search(
+            &ctx,
+            &wattos_rag::retrieve::SearchRequest::new("heat pumps", 1),
+        )
         .await
         .unwrap();
     assert_eq!(hits[0].document_id, format!("{base}/a.html"));
@@ -228,7 +264,11 @@ async fn crawls_exactly_the_allowed_pages_once_and_recrawl_embeds_nothing() {
     assert_eq!(again.crawl.pages.len(), ALLOWED.len());
     assert_eq!(again.ingest.unchanged(), ALLOWED.len());
     assert_eq!(again.ingest.indexed(), 0);
-    assert_eq!(embedder.calls(), calls, "a re-crawl of unchanged pages embedded");
+    assert_eq!(
+        embedder.calls(),
+        calls,
+        "a re-crawl of unchanged pages embedded"
+    );
 
     // One page changes: exactly that page is re-embedded.
     *site.changed.lock().unwrap() = true;
@@ -284,21 +324,35 @@ async fn url_loader_gives_typed_errors() {
         .load_url(&ctx, &format!("{base}/private/secret.html"))
         .await
         .unwrap_err();
-    assert_eq!(err(e), (ErrorKind::Forbidden, Some(SkipReason::RobotsDisallowed)));
+    assert_eq!(
+        err(e),
+        (ErrorKind::Forbidden, Some(SkipReason::RobotsDisallowed))
+    );
     let e = crawler
         .load_url(&ctx, &format!("{base}/missing.html"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let e = crawler.load_url(&ctx, &format!("{base}/loop1")).await.unwrap_err();
-    assert!(matches!(SkipReason::from_error(&e), Some(SkipReason::RedirectLoop { .. })));
-    let e = crawler.load_url(&ctx, "ftp://x.invalid/").await.unwrap_err();
+    let e = crawler
+        .load_url(&ctx, &format!("{base}/loop1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        SkipReason::from_error(&e),
+        Some(SkipReason::RedirectLoop { .. })
+    ));
+    let e = crawler
+        .load_url(&ctx, "ftp://x.invalid/")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     let e = crawler.load_url(&ctx, "not a url").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(Crawler::new(CrawlConfig {
-        max_pages: 0,
-        ..CrawlConfig::default()
-    })
-    .is_err());
+    assert!(
+        Crawler::new(CrawlConfig {
+            max_pages: 0,
+            ..CrawlConfig::default()
+        })
+        .is_err()
+    );
 }

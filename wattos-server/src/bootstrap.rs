@@ -175,5 +175,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         AuthMode::None => None,
         AuthMode::Required => Some(build_auth(&settings).await?),
     };
-    Ok(AppState::with_parts(settings.core, health, catalog).with_auth(auth))
+    let conversations = crate::conversations::ConversationServices::open(&settings.core).await?;
+    Ok(AppState::with_parts(settings.core, health, catalog)
+        .with_auth(auth)
+        .with_conversations(Some(conversations)))
 }

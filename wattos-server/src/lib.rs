@@ -21,6 +21,7 @@ mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod checks;
+pub mod conversations;
 pub mod error;
 pub mod gateway;
 pub mod middleware;

@@ -22,6 +22,7 @@ struct Inner {
     health: HealthRegistry,
     catalog: ModelCatalog,
     auth: Option<crate::auth::Auth>,
+    conversations: Option<crate::conversations::ConversationServices>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -90,6 +91,7 @@ impl AppState {
                 health,
                 catalog,
                 auth: None,
+                conversations: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -105,6 +107,23 @@ impl AppState {
             None => tracing::error!("with_auth called on a shared AppState; ignored"),
         }
         self
+    }
+
+    /// Serves conversations and feedback from `services` (see [`crate::conversations`]).
+    pub fn with_conversations(
+        mut self,
+        services: Option<crate::conversations::ConversationServices>,
+    ) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.conversations = services,
+            None => tracing::error!("with_conversations called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// The conversation and feedback stores, when configured.
+    pub fn conversations(&self) -> Option<&crate::conversations::ConversationServices> {
+        self.inner.conversations.as_ref()
     }
 
     /// Authentication, when it is on.
@@ -146,5 +165,9 @@ impl AppState {
 impl GatewayState for AppState {
     fn catalog(&self) -> &ModelCatalog {
         &self.inner.catalog
+    }
+
+    fn conversations(&self) -> Option<&crate::conversations::ConversationServices> {
+        self.inner.conversations.as_ref()
     }
 }

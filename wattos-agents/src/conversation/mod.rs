@@ -246,7 +246,9 @@ pub(crate) fn check_owner(ctx: &RequestContext, owner: &str) -> Result<()> {
     if p.kind == PrincipalKind::System || p.subject == owner {
         Ok(())
     } else {
-        Err(Error::forbidden("this conversation belongs to another user"))
+        Err(Error::forbidden(
+            "this conversation belongs to another user",
+        ))
     }
 }
 
@@ -317,7 +319,11 @@ impl Conversations {
     ///
     /// # Errors
     /// As [`ConversationStore::purge_before`].
-    pub async fn apply_retention(&self, ctx: &RequestContext, retention: &Retention) -> Result<u64> {
+    pub async fn apply_retention(
+        &self,
+        ctx: &RequestContext,
+        retention: &Retention,
+    ) -> Result<u64> {
         let Some(days) = retention.data_days else {
             return Ok(0);
         };

@@ -74,9 +74,8 @@ macro_rules! conversation_of {
             input_tokens: to_u64(r.try_get(8).map_err(db_err("read"))?),
             output_tokens: to_u64(r.try_get(9).map_err(db_err("read"))?),
             cost_usd: r.try_get(10).map_err(db_err("read"))?,
-            metadata: serde_json::from_str(&metadata).map_err(|e| {
-                Error::internal(format!("corrupt conversation metadata: {e}"))
-            })?,
+            metadata: serde_json::from_str(&metadata)
+                .map_err(|e| Error::internal(format!("corrupt conversation metadata: {e}")))?,
         }
     }};
 }
@@ -336,8 +335,16 @@ impl ConversationStore for SqlConversationStore {
         }
         self.checked(ctx, id).await?;
         let n = to_i64(messages.len() as u64);
-        let input: u64 = messages.iter().filter_map(|m| m.usage).map(|u| u.input_tokens).sum();
-        let output: u64 = messages.iter().filter_map(|m| m.usage).map(|u| u.output_tokens).sum();
+        let input: u64 = messages
+            .iter()
+            .filter_map(|m| m.usage)
+            .map(|u| u.input_tokens)
+            .sum();
+        let output: u64 = messages
+            .iter()
+            .filter_map(|m| m.usage)
+            .map(|u| u.output_tokens)
+            .sum();
         let cost: f64 = messages.iter().map(|m| m.cost_usd).sum();
         let model = messages.iter().rev().find_map(|m| m.model.clone());
         let encoded = messages

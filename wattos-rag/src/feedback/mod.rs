@@ -89,7 +89,10 @@ impl NewFeedback {
     pub fn validate(&self) -> Result<()> {
         let id = self.request_id.trim();
         if id.is_empty() || id.len() > 128 {
-            return Err(Error::invalid_field("request_id", "must be 1-128 characters"));
+            return Err(Error::invalid_field(
+                "request_id",
+                "must be 1-128 characters",
+            ));
         }
         if !(1..=5).contains(&self.rating) {
             return Err(Error::invalid_field("rating", "must be between 1 and 5"));

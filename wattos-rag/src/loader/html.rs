@@ -62,7 +62,10 @@ pub(crate) fn html_to_text(raw: &str) -> (String, Option<String>) {
 }
 
 /// Links mode: `Some(base)` keeps links, resolved against `<base href>` or `base`.
-pub(crate) fn html_to_text_with(raw: &str, links: Option<Option<&Url>>) -> (String, Option<String>) {
+pub(crate) fn html_to_text_with(
+    raw: &str,
+    links: Option<Option<&Url>>,
+) -> (String, Option<String>) {
     let html = Html::parse_document(raw);
     let mut out = String::new();
     let mut title = None;
@@ -128,99 +131,99 @@ struct Walker {
 }
 
 impl Walker {
-fn walk(&self, el: ElementRef<'_>, out: &mut String, title: &mut Option<String>) {
-    let name = el.value().name();
-    match name {
-        "script" | "style" | "noscript" | "template" | "svg" | "iframe" => return,
-        "title" => {
-            let t = collapse(&el.text().collect::<String>());
-            if !t.is_empty() {
-                *title = Some(t);
-            }
-            return;
-        }
-        "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
-            let level = usize::from(name.as_bytes()[1] - b'0');
-            let t = collapse(&el.text().collect::<String>());
-            if !t.is_empty() {
-                if level == 1 && title.is_none() {
-                    *title = Some(t.clone());
+    fn walk(&self, el: ElementRef<'_>, out: &mut String, title: &mut Option<String>) {
+        let name = el.value().name();
+        match name {
+            "script" | "style" | "noscript" | "template" | "svg" | "iframe" => return,
+            "title" => {
+                let t = collapse(&el.text().collect::<String>());
+                if !t.is_empty() {
+                    *title = Some(t);
                 }
-                out.push_str("\n\n");
-                out.push_str(&"#".repeat(level));
-                out.push(' ');
-                out.push_str(&t);
-                out.push_str("\n\n");
+                return;
             }
-            return;
-        }
-        "br" => {
-            out.push('\n');
-            return;
-        }
-        "a" if self.links => {
-            let target = el
-                .value()
-                .attr("href")
-                .and_then(|h| resolve_link(self.base.as_ref(), h));
-            let t = collapse(&el.text().collect::<String>());
-            match target {
-                Some(u) if !t.is_empty() => {
-                    out.push_str(&format!(" [{t}]({u}) "));
-                    return;
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                let level = usize::from(name.as_bytes()[1] - b'0');
+                let t = collapse(&el.text().collect::<String>());
+                if !t.is_empty() {
+                    if level == 1 && title.is_none() {
+                        *title = Some(t.clone());
+                    }
+                    out.push_str("\n\n");
+                    out.push_str(&"#".repeat(level));
+                    out.push(' ');
+                    out.push_str(&t);
+                    out.push_str("\n\n");
                 }
-                _ => {}
+                return;
             }
-        }
-        _ => {}
-    }
-    let block = matches!(
-        name,
-        "p" | "div"
-            | "section"
-            | "article"
-            | "header"
-            | "footer"
-            | "main"
-            | "nav"
-            | "aside"
-            | "ul"
-            | "ol"
-            | "table"
-            | "tr"
-            | "blockquote"
-            | "pre"
-            | "figure"
-            | "dl"
-            | "body"
-    );
-    if block {
-        out.push_str("\n\n");
-    }
-    if name == "li" {
-        out.push_str("\n- ");
-    }
-    if matches!(name, "td" | "th") {
-        out.push_str(" | ");
-    }
-    for child in el.children() {
-        match child.value() {
-            Node::Text(t) => {
-                let s = collapse_keep_edges(t);
-                out.push_str(&s);
+            "br" => {
+                out.push('\n');
+                return;
             }
-            Node::Element(_) => {
-                if let Some(c) = ElementRef::wrap(child) {
-                    self.walk(c, out, title);
+            "a" if self.links => {
+                let target = el
+                    .value()
+                    .attr("href")
+                    .and_then(|h| resolve_link(self.base.as_ref(), h));
+                let t = collapse(&el.text().collect::<String>());
+                match target {
+                    Some(u) if !t.is_empty() => {
+                        out.push_str(&format!(" [{t}]({u}) "));
+                        return;
+                    }
+                    _ => {}
                 }
             }
             _ => {}
         }
+        let block = matches!(
+            name,
+            "p" | "div"
+                | "section"
+                | "article"
+                | "header"
+                | "footer"
+                | "main"
+                | "nav"
+                | "aside"
+                | "ul"
+                | "ol"
+                | "table"
+                | "tr"
+                | "blockquote"
+                | "pre"
+                | "figure"
+                | "dl"
+                | "body"
+        );
+        if block {
+            out.push_str("\n\n");
+        }
+        if name == "li" {
+            out.push_str("\n- ");
+        }
+        if matches!(name, "td" | "th") {
+            out.push_str(" | ");
+        }
+        for child in el.children() {
+            match child.value() {
+                Node::Text(t) => {
+                    let s = collapse_keep_edges(t);
+                    out.push_str(&s);
+                }
+                Node::Element(_) => {
+                    if let Some(c) = ElementRef::wrap(child) {
+                        self.walk(c, out, title);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if block {
+            out.push_str("\n\n");
+        }
     }
-    if block {
-        out.push_str("\n\n");
-    }
-}
 }
 
 fn collapse(s: &str) -> String {

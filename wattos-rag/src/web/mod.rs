@@ -698,10 +698,7 @@ impl Crawler {
     }
 
     fn is_html(f: &Fetched) -> bool {
-        matches!(
-            f.media_type.as_str(),
-            "text/html" | "application/xhtml+xml"
-        )
+        matches!(f.media_type.as_str(), "text/html" | "application/xhtml+xml")
     }
 
     /// Links, canonical URL and robots meta of an HTML page.
@@ -733,9 +730,10 @@ impl Crawler {
             page.canonical = html
                 .select(&s)
                 .find(|l| {
-                    l.value()
-                        .attr("rel")
-                        .is_some_and(|r| r.split_whitespace().any(|t| t.eq_ignore_ascii_case("canonical")))
+                    l.value().attr("rel").is_some_and(|r| {
+                        r.split_whitespace()
+                            .any(|t| t.eq_ignore_ascii_case("canonical"))
+                    })
                 })
                 .and_then(|l| l.value().attr("href"))
                 .and_then(|h| resolve_link(base.as_ref(), h))
@@ -748,7 +746,11 @@ impl Crawler {
                 if name.eq_ignore_ascii_case("robots")
                     || name.eq_ignore_ascii_case(&self.cfg.user_agent)
                 {
-                    let content = m.value().attr("content").unwrap_or_default().to_ascii_lowercase();
+                    let content = m
+                        .value()
+                        .attr("content")
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
                     for d in content.split(',').map(str::trim) {
                         page.noindex |= d == "noindex" || d == "none";
                         page.nofollow |= d == "nofollow" || d == "none";
@@ -770,7 +772,10 @@ impl Crawler {
                 Format::Html,
                 Box::new(HtmlLoader::new(self.cfg.max_bytes).with_links(true)),
             ),
-            "text/markdown" => (Format::Markdown, Box::new(MarkdownLoader::new(self.cfg.max_bytes))),
+            "text/markdown" => (
+                Format::Markdown,
+                Box::new(MarkdownLoader::new(self.cfg.max_bytes)),
+            ),
             _ => (Format::Text, Box::new(TextLoader::new(self.cfg.max_bytes))),
         };
         let source = Source::new(canonical.as_str(), f.body.clone())

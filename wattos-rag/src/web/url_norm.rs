@@ -44,7 +44,10 @@ mod tests {
         assert_eq!(n("http://h.invalid"), "http://h.invalid/");
         assert_eq!(n("http://h.invalid/a#x"), n("http://H.invalid/a"));
         assert_eq!(n("http://h.invalid/a?utm_medium=m"), "http://h.invalid/a");
-        assert_eq!(n("http://h.invalid/a?b=2&a=1"), n("http://h.invalid/a?a=1&b=2"));
+        assert_eq!(
+            n("http://h.invalid/a?b=2&a=1"),
+            n("http://h.invalid/a?a=1&b=2")
+        );
         assert_ne!(n("http://h.invalid/a?p=1"), n("http://h.invalid/a?p=2"));
     }
 }
