@@ -684,7 +684,7 @@ impl Crawler {
                 });
             }
             let media_type = media_type(headers.get(CONTENT_TYPE));
-            if !self.cfg.content_types.iter().any(|c| *c == media_type) {
+            if !self.cfg.content_types.contains(&media_type) {
                 return Err(SkipReason::ContentType {
                     content_type: media_type,
                 });
