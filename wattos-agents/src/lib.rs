@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod checkpoint;
+pub mod conversation;
 mod error;
 pub mod graph;
 pub mod memory;

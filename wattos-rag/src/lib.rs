@@ -46,6 +46,7 @@ pub mod conformance;
 pub mod document;
 pub mod embed;
 pub mod eval;
+pub mod feedback;
 pub mod fusion;
 pub mod jobs;
 pub mod keyword;
@@ -55,6 +56,9 @@ pub mod rerank;
 pub mod retrieve;
 pub mod store;
 pub mod synthetic;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub mod web;
 
 use std::path::Path;
 use std::sync::Arc;

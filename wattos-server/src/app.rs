@@ -29,7 +29,7 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
     let server = &state.config().server;
     let slots = Arc::new(Semaphore::new(server.max_concurrent_requests));
-    let gateway = crate::gateway::routes::<AppState>();
+    let gateway = crate::gateway::routes::<AppState>().merge(crate::conversations::routes());
     // Authentication is enforced here, in one place, for every API route; operational routes
     // (/health*, /metrics, /openapi.json) stay open.
     let jobs = crate::jobs::routes(&state);

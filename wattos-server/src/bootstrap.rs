@@ -344,9 +344,11 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     };
     let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
     let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;
+    let conversations = crate::conversations::ConversationServices::open(&settings.core).await?;
     Ok(AppState::with_parts(settings.core, health, catalog)
         .with_auth(auth)
         .with_rag(rag)
         .with_agents(Some(agents))
-        .with_jobs(Some(jobs)))
+        .with_jobs(Some(jobs))
+        .with_conversations(Some(conversations)))
 }

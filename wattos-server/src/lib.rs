@@ -25,6 +25,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod checks;
 pub mod console;
+pub mod conversations;
 pub mod error;
 pub mod gateway;
 pub mod jobs;

@@ -166,6 +166,7 @@ pub struct ApiDoc;
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi;
     let mut doc = ApiDoc::openapi();
+    doc.merge(crate::conversations::ConversationsDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     Json(doc)
 }

@@ -25,6 +25,7 @@ struct Inner {
     rag: Option<crate::rag::RagService>,
     agents: Option<crate::agents::AgentsService>,
     jobs: Option<crate::jobs::Jobs>,
+    conversations: Option<crate::conversations::ConversationServices>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -96,6 +97,7 @@ impl AppState {
                 rag: None,
                 agents: None,
                 jobs: None,
+                conversations: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -118,6 +120,18 @@ impl AppState {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.rag = rag,
             None => tracing::error!("with_rag called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// Serves conversations and feedback from `services` (see [`crate::conversations`]).
+    pub fn with_conversations(
+        mut self,
+        services: Option<crate::conversations::ConversationServices>,
+    ) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.conversations = services,
+            None => tracing::error!("with_conversations called on a shared AppState; ignored"),
         }
         self
     }
@@ -154,6 +168,11 @@ impl AppState {
     /// The background job queue, when configured.
     pub fn jobs(&self) -> Option<&crate::jobs::Jobs> {
         self.inner.jobs.as_ref()
+    }
+
+    /// The conversation and feedback stores, when configured.
+    pub fn conversations(&self) -> Option<&crate::conversations::ConversationServices> {
+        self.inner.conversations.as_ref()
     }
 
     /// Authentication, when it is on.
@@ -195,5 +214,9 @@ impl AppState {
 impl GatewayState for AppState {
     fn catalog(&self) -> &ModelCatalog {
         &self.inner.catalog
+    }
+
+    fn conversations(&self) -> Option<&crate::conversations::ConversationServices> {
+        self.inner.conversations.as_ref()
     }
 }

@@ -4,7 +4,7 @@
 //! Every failure is a typed [`LoadError`] naming the document, wrapped in a
 //! [`wattos_core::ErrorKind::InvalidInput`] error (recover it with [`LoadError::from_error`]).
 
-mod html;
+pub(crate) mod html;
 #[cfg(feature = "pdf")]
 mod pdf;
 mod text;

@@ -20,6 +20,11 @@ pub use context::{CallerConfig, Ctx, EMBEDDED_TENANT, embedded_identity};
 pub trait GatewayState: Clone + Send + Sync + 'static {
     /// The models served.
     fn catalog(&self) -> &ModelCatalog;
+
+    /// Conversation storage for chat requests that name a `conversation_id` (none by default).
+    fn conversations(&self) -> Option<&crate::conversations::ConversationServices> {
+        None
+    }
 }
 
 /// The gateway's routes, for any state that implements [`GatewayState`].

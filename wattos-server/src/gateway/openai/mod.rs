@@ -53,8 +53,20 @@ pub async fn chat_completions<S: GatewayState>(
     let req: ChatCompletionRequest = parse_body(&body)?;
     let stream = req.is_stream();
     let include_usage = req.include_usage();
+    let conversation = crate::conversations::conversation_id(&req.other)?;
     let neutral = req.into_neutral()?;
     let model = state.catalog().chat(&ctx, &neutral.model)?;
+    if let Some(id) = conversation {
+        return crate::conversations::continue_chat(
+            state.conversations(),
+            &ctx,
+            &id,
+            model,
+            neutral,
+            stream,
+        )
+        .await;
+    }
     let requested = neutral.model.clone();
     if stream {
         let deltas = model.chat_stream(&ctx, neutral).await?;

@@ -1,0 +1,493 @@
+//! Conversations and feedback over HTTP, plus thread continuation for `POST /v1/chat/completions`.
+//!
+//! | Method | Path | |
+//! |---|---|---|
+//! | POST | /v1/conversations | create (`{title?, model?, metadata?}`) -> 201 |
+//! | GET | /v1/conversations | the caller's threads, newest first (`limit`, `before_ms`) |
+//! | GET | /v1/conversations/{id} | one thread |
+//! | PATCH | /v1/conversations/{id} | rename (`{title}`) |
+//! | DELETE | /v1/conversations/{id} | delete |
+//! | GET | /v1/conversations/{id}/messages | messages in order |
+//! | GET | /v1/conversations/{id}/export | thread plus messages |
+//! | POST | /v1/feedback | rating 1..=5 + comment for an answer -> 201 |
+//! | GET | /v1/feedback/report | ratings by model and collection |
+//! | GET | /v1/feedback/export | rated answers as a BEIR eval set (`corpus`, `queries`, `qrels` texts) |
+//!
+//! A chat completion request with the extension field `"conversation_id"` continues that thread:
+//! the stored history (trimmed to the model's context window) is put before the request's
+//! messages, and the new messages plus the answer are appended with usage and cost. Clients that do
+//! not send the field see the OpenAI API unchanged.
+//!
+//! Storage: SQLite files under `data_dir` in embedded mode, the configured Postgres in shared mode.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use wattos_agents::conversation::{
+    Conversations, ListOptions, NewConversation, NewMessage, SqlConversationStore, window_for_model,
+};
+use wattos_core::config::{Config, DeploymentMode};
+use wattos_core::llm::{ChatModel, ChatRequest};
+use wattos_core::{Error, RequestContext, Result};
+use wattos_rag::feedback::{FeedbackFilter, FeedbackStore, NewFeedback, SqlFeedbackStore};
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::gateway::Ctx;
+use crate::gateway::openai::parse_body;
+use crate::state::AppState;
+
+/// Response header naming the conversation a chat completion was stored in.
+pub const CONVERSATION_HEADER: &str = "x-wattos-conversation-id";
+
+/// Context window assumed for models that do not report one.
+pub const DEFAULT_CONTEXT_WINDOW: usize = 8192;
+
+/// The conversation and feedback stores. Cheap to clone.
+#[derive(Clone)]
+pub struct ConversationServices {
+    conversations: Conversations,
+    feedback: Arc<dyn FeedbackStore>,
+}
+
+impl std::fmt::Debug for ConversationServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConversationServices")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConversationServices {
+    /// Opens the stores for `config`: SQLite files `conversations.db` and `feedback.db` under
+    /// `data_dir` (embedded mode), or the configured Postgres (shared mode).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be opened; shared mode without a database.
+    pub async fn open(config: &Config) -> Result<Self> {
+        match (&config.mode, &config.database) {
+            (DeploymentMode::Shared, Some(db)) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(db.max_connections.clamp(1, 16))
+                    .connect(db.url.expose())
+                    .await
+                    .map_err(|e| Error::unavailable(format!("conversation database: {e}")))?;
+                let conv = SqlConversationStore::postgres(pool.clone(), "wattos_").await?;
+                let fb = SqlFeedbackStore::postgres(pool, "wattos_").await?;
+                Ok(Self::new(Conversations::new(Arc::new(conv)), Arc::new(fb)))
+            }
+            (DeploymentMode::Shared, None) => Err(Error::invalid_field(
+                "database.url",
+                "shared mode needs a database for conversations",
+            )),
+            _ => {
+                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                    Error::unavailable(format!("cannot create {}: {e}", config.data_dir.display()))
+                })?;
+                let conv = SqlConversationStore::open_sqlite(
+                    config.data_dir.join("conversations.db"),
+                    "wattos_",
+                )
+                .await?;
+                let fb =
+                    SqlFeedbackStore::open_sqlite(config.data_dir.join("feedback.db"), "wattos_")
+                        .await?;
+                Ok(Self::new(Conversations::new(Arc::new(conv)), Arc::new(fb)))
+            }
+        }
+    }
+
+    /// Services over the given stores.
+    pub fn new(conversations: Conversations, feedback: Arc<dyn FeedbackStore>) -> Self {
+        Self {
+            conversations,
+            feedback,
+        }
+    }
+
+    /// The conversation service.
+    pub fn conversations(&self) -> &Conversations {
+        &self.conversations
+    }
+
+    /// The feedback store.
+    pub fn feedback(&self) -> &Arc<dyn FeedbackStore> {
+        &self.feedback
+    }
+}
+
+fn services(state: &AppState) -> ApiResult<&ConversationServices> {
+    state.conversations().ok_or_else(|| {
+        ApiError(Error::unavailable(
+            "conversations are not configured on this server",
+        ))
+    })
+}
+
+/// The routes (mounted behind authentication by [`crate::app`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/conversations", post(create).get(list))
+        .route(
+            "/v1/conversations/{id}",
+            get(get_one).patch(rename).delete(delete),
+        )
+        .route("/v1/conversations/{id}/messages", get(messages))
+        .route("/v1/conversations/{id}/export", get(export))
+        .route("/v1/feedback", post(record_feedback))
+        .route("/v1/feedback/report", get(feedback_report))
+        .route("/v1/feedback/export", get(feedback_export))
+}
+
+/// `POST /v1/conversations` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    /// Title (default "New conversation").
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Metadata.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PATCH /v1/conversations/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConversation {
+    /// New title (1..=200 characters).
+    pub title: String,
+}
+
+/// List query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+    /// Cursor: only threads updated before this time (Unix ms).
+    pub before_ms: Option<i64>,
+}
+
+/// A thread header (JSON of `wattos_agents::conversation::Conversation` plus `object`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationBody {
+    /// Always "conversation".
+    pub object: &'static str,
+    /// The thread.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub conversation: wattos_agents::conversation::Conversation,
+}
+
+fn conv_body(c: wattos_agents::conversation::Conversation) -> Json<ConversationBody> {
+    Json(ConversationBody {
+        object: "conversation",
+        conversation: c,
+    })
+}
+
+/// `POST /v1/conversations`.
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
+    request_body = CreateConversation,
+    responses((status = 201, body = ConversationBody), (status = 400, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: CreateConversation = parse_body(&body)?;
+    let c = services(&state)?
+        .conversations
+        .store()
+        .create(
+            &ctx,
+            NewConversation {
+                title: req.title,
+                model: req.model,
+                metadata: req.metadata,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, conv_body(c)).into_response())
+}
+
+/// `GET /v1/conversations`.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", params(ListQuery),
+    responses((status = 200, description = "`{object: list, data: [conversation]}`", body = Object)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if q.limit.is_some_and(|l| !(1..=200).contains(&l)) {
+        return Err(ApiError(Error::invalid_field("limit", "must be 1..=200")));
+    }
+    let opts = ListOptions {
+        limit: q.limit.unwrap_or(50),
+        before_ms: q.before_ms,
+    };
+    let data = services(&state)?
+        .conversations
+        .store()
+        .list(&ctx, opts)
+        .await?;
+    let data: Vec<_> = data
+        .into_iter()
+        .map(|c| ConversationBody {
+            object: "conversation",
+            conversation: c,
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/conversations/{id}`.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ConversationBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConversationBody>> {
+    let c = services(&state)?
+        .conversations
+        .store()
+        .get(&ctx, &id)
+        .await?;
+    Ok(conv_body(c))
+}
+
+/// `PATCH /v1/conversations/{id}`.
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = String, Path)), request_body = RenameConversation,
+    responses((status = 200, body = ConversationBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rename(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<ConversationBody>> {
+    let req: RenameConversation = parse_body(&body)?;
+    let c = services(&state)?
+        .conversations
+        .store()
+        .rename(&ctx, &id, &req.title)
+        .await?;
+    Ok(conv_body(c))
+}
+
+/// `DELETE /v1/conversations/{id}`.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{id, object, deleted: true}`", body = Object), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    services(&state)?
+        .conversations
+        .store()
+        .delete(&ctx, &id)
+        .await?;
+    Ok(Json(
+        json!({"id": id, "object": "conversation", "deleted": true}),
+    ))
+}
+
+/// `GET /v1/conversations/{id}/messages`.
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "conversations",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{object: list, data: [message]}`", body = Object), (status = 404, body = ErrorBody)))]
+pub async fn messages(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let data = services(&state)?
+        .conversations
+        .store()
+        .messages(&ctx, &id)
+        .await?;
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/conversations/{id}/export`.
+#[utoipa::path(get, path = "/v1/conversations/{id}/export", tag = "conversations",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{conversation, messages}`", body = Object), (status = 404, body = ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wattos_agents::conversation::ConversationExport>> {
+    Ok(Json(
+        services(&state)?.conversations.export(&ctx, &id).await?,
+    ))
+}
+
+/// `POST /v1/feedback`.
+#[utoipa::path(post, path = "/v1/feedback", tag = "feedback",
+    request_body(content = Object, description = "`{request_id, rating: 1..=5, comment?, model?, collection?, query?, answer?, chunks?: [{chunk_id, document_id, title?, text, score?}], citations?: [document_id], conversation_id?}`"),
+    responses((status = 201, description = "The stored feedback", body = Object), (status = 400, body = ErrorBody)))]
+pub async fn record_feedback(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let req: NewFeedback = parse_body(&body)?;
+    let fb = services(&state)?.feedback.record(&ctx, req).await?;
+    Ok((StatusCode::CREATED, Json(fb)).into_response())
+}
+
+/// `GET /v1/feedback/report`.
+#[utoipa::path(get, path = "/v1/feedback/report", tag = "feedback",
+    responses((status = 200, description = "`{total, by_model: [{key, count, mean, positive}], by_collection: [...]}`", body = Object)))]
+pub async fn feedback_report(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<wattos_rag::feedback::FeedbackReport>> {
+    Ok(Json(services(&state)?.feedback.report(&ctx).await?))
+}
+
+/// Feedback export filter.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ExportQuery {
+    /// Only this model.
+    pub model: Option<String>,
+    /// Only this collection.
+    pub collection: Option<String>,
+}
+
+/// `GET /v1/feedback/export`.
+#[utoipa::path(get, path = "/v1/feedback/export", tag = "feedback", params(ExportQuery),
+    responses((status = 200, description = "`{corpus, queries, qrels, summary}`: the texts of corpus.jsonl, queries.jsonl and qrels/test.tsv", body = Object)))]
+pub async fn feedback_export(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<Json<wattos_rag::feedback::BeirFiles>> {
+    let all = services(&state)?
+        .feedback
+        .list(
+            &ctx,
+            &FeedbackFilter {
+                model: q.model,
+                collection: q.collection,
+                ..FeedbackFilter::default()
+            },
+        )
+        .await?;
+    Ok(Json(wattos_rag::feedback::beir_files(&all)))
+}
+
+/// The `conversation_id` extension field of a chat completion request, if any.
+///
+/// # Errors
+/// `invalid_input` when it is present but not a non-empty string.
+pub fn conversation_id(
+    other: &serde_json::Map<String, serde_json::Value>,
+) -> ApiResult<Option<String>> {
+    match other.get("conversation_id") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError(Error::invalid_field(
+            "conversation_id",
+            "must be a non-empty string",
+        ))),
+    }
+}
+
+/// Continues thread `id`: history (trimmed to the model's window) + `req.messages` -> model; the
+/// new messages and the answer are appended. Returns the response with
+/// [`CONVERSATION_HEADER`] set.
+///
+/// # Errors
+/// Conversation access errors (`NotFound`, `Forbidden`), the model's errors; `stream: true` is
+/// `invalid_input` (not supported with a conversation yet).
+pub async fn continue_chat(
+    services: Option<&ConversationServices>,
+    ctx: &RequestContext,
+    id: &str,
+    model: Arc<dyn ChatModel>,
+    mut req: ChatRequest,
+    stream: bool,
+) -> ApiResult<Response> {
+    if stream {
+        return Err(ApiError(Error::invalid_field(
+            "stream",
+            "streaming is not supported together with conversation_id",
+        )));
+    }
+    let svc = services.ok_or_else(|| {
+        ApiError(Error::unavailable(
+            "conversations are not configured on this server",
+        ))
+    })?;
+    let store = svc.conversations.store();
+    // Access check first, so a refused caller learns nothing from the model call.
+    store.get(ctx, id).await?;
+    let caps = model.capabilities();
+    let window_tokens = caps
+        .context_window
+        .map_or(DEFAULT_CONTEXT_WINDOW, |w| w as usize);
+    let reserve = req
+        .max_tokens
+        .or(caps.max_output_tokens)
+        .map_or(0, |t| t as usize);
+    let window = window_for_model(window_tokens, reserve);
+    let new_messages = req.messages.clone();
+    let mut all: Vec<_> = store
+        .messages(ctx, id)
+        .await?
+        .into_iter()
+        .map(|m| m.message)
+        .collect();
+    all.extend(new_messages.iter().cloned());
+    req.messages = window.trim(&all);
+    let resp = model.chat(ctx, req).await?;
+    let cost = resp
+        .cost
+        .as_ref()
+        .map_or(0.0, |c| c.input_usd + c.cached_input_usd + c.output_usd);
+    let mut batch: Vec<NewMessage> = new_messages.into_iter().map(NewMessage::plain).collect();
+    let answer = wattos_core::llm::Message::Assistant {
+        content: resp.content.clone(),
+        tool_calls: resp.tool_calls.clone(),
+    };
+    batch.push(
+        NewMessage::answer(answer, resp.model.clone(), resp.usage, cost)
+            .with_request_id(ctx.request_id().as_str()),
+    );
+    store.append(ctx, id, batch).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = Json(crate::gateway::openai::chat::to_completion(resp, now)).into_response();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        out.headers_mut().insert(CONVERSATION_HEADER, v);
+    }
+    Ok(out)
+}
+
+/// OpenAPI paths of this module.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create, list, get_one, rename, delete, messages, export, record_feedback, feedback_report, feedback_export),
+    components(schemas(CreateConversation, RenameConversation, ConversationBody)),
+    tags(
+        (name = "conversations", description = "Durable chat threads per tenant and user"),
+        (name = "feedback", description = "Answer ratings, reports and eval export"),
+    )
+)]
+pub struct ConversationsDoc;
