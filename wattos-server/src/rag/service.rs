@@ -156,8 +156,9 @@ impl RagBackend for PgVectorBackend {
             Ok(_) => Ok(()),
             // Never opened: nothing stored.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(()),
-            Err(e) => Err(Error::unavailable(format!("cannot remove collection rows: {e}"))
-                .with_source(e)),
+            Err(e) => Err(
+                Error::unavailable(format!("cannot remove collection rows: {e}")).with_source(e),
+            ),
         }
     }
 }
