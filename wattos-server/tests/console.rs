@@ -80,6 +80,13 @@ async fn start_server() -> Server {
         .map(|d| Path::new(&d).is_dir())
         .unwrap_or(false);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wattos-server"));
+    // The server rejects unknown WATTOS_* settings: drop the test harness' own variables
+    // (WATTOS_SDK_PYTHON, WATTOS_CONSOLE_*, ...) and keep only the models folder.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WATTOS_") && key != "WATTOS_MODELS__DIR" {
+            cmd.env_remove(key);
+        }
+    }
     cmd.env("WATTOS_SERVER__BIND", "127.0.0.1:0")
         .env("WATTOS_DATA_DIR", &data.0)
         .env("WATTOS_AUTH__MODE", "required")
