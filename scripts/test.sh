@@ -28,7 +28,7 @@ if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$SDK_DIR/requirements.txt" "$VENV/
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$SDK_DIR/requirements.txt"
   cp "$SDK_DIR/requirements.txt" "$VENV/requirements.txt"
 fi
-export WATTOS_SDK_PYTHON="$PWD/$VENV/bin/python"
+export SDK_TEST_PYTHON="$PWD/$VENV/bin/python"
 if [[ ! -d "$SDK_DIR/node_modules/openai" ]]; then
   (cd "$SDK_DIR" && npm ci --silent --no-audit --no-fund)
 fi

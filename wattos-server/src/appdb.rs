@@ -96,11 +96,13 @@ impl AppDb {
             pool,
             prefix: prefix.to_owned(),
         };
-        db.create_tables().await?;
+        db.create_tables(!sqlite).await?;
         Ok(db)
     }
 
-    async fn create_tables(&self) -> Result<()> {
+    /// Creates the tables. On PostgreSQL, instances that start together serialize on an advisory
+    /// lock: concurrent `CREATE TABLE IF NOT EXISTS` can otherwise fail on the catalog's unique index.
+    async fn create_tables(&self, postgres: bool) -> Result<()> {
         let p = &self.prefix;
         let statements = [
             format!(
@@ -147,12 +149,19 @@ impl AppDb {
                 "CREATE INDEX IF NOT EXISTS {p}agent_runs_thread ON {p}agent_runs (tenant_id, thread_id, created_at)"
             ),
         ];
-        for sql in statements {
-            sqlx::query(&sql)
-                .execute(&self.pool)
+        let failed =
+            |e: sqlx::Error| Error::unavailable("creating the API tables failed").with_source(e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        if postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('wattos-appdb'))")
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| Error::internal("creating the API tables failed").with_source(e))?;
+                .map_err(failed)?;
         }
+        for sql in statements {
+            sqlx::query(&sql).execute(&mut *tx).await.map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
         Ok(())
     }
 

@@ -170,6 +170,7 @@ pub struct RenameConversation {
 
 /// List query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1..=200, default 50.
     pub limit: Option<u32>,
@@ -204,6 +205,13 @@ pub async fn create(
     Ctx(ctx): Ctx,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    // serde would also read a JSON array as this struct's fields in order: require an object.
+    let raw: serde_json::Value = parse_body(&body)?;
+    if !raw.is_object() {
+        return Err(ApiError(Error::invalid_input(
+            "the body must be a JSON object",
+        )));
+    }
     let req: CreateConversation = parse_body(&body)?;
     let c = services(&state)?
         .conversations
@@ -362,6 +370,7 @@ pub async fn feedback_report(
 
 /// Feedback export filter.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// Only this model.
     pub model: Option<String>,

@@ -81,7 +81,7 @@ async fn start_server() -> Server {
         .unwrap_or(false);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wattos-server"));
     // The server rejects unknown WATTOS_* settings: drop the test harness' own variables
-    // (WATTOS_SDK_PYTHON, WATTOS_CONSOLE_*, ...) and keep only the models folder.
+    // (SDK_TEST_PYTHON, WATTOS_CONSOLE_*, ...) and keep only the models folder.
     for (key, _) in std::env::vars() {
         if key.starts_with("WATTOS_") && key != "WATTOS_MODELS__DIR" {
             cmd.env_remove(key);

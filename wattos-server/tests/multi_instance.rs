@@ -148,9 +148,9 @@ impl Fleet {
                 ("WATTOS_TELEMETRY__LOG_FILTER", "info".into()),
             ];
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_wattos-server"));
-            for (k, _) in std::env::vars().filter(|(k, _)| {
-                k.starts_with("WATTOS_") && k != "WATTOS_MODELS__DIR" && k != "WATTOS_SDK_PYTHON"
-            }) {
+            for (k, _) in std::env::vars()
+                .filter(|(k, _)| k.starts_with("WATTOS_") && k != "WATTOS_MODELS__DIR")
+            {
                 cmd.env_remove(k);
             }
             cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())))

@@ -1,7 +1,7 @@
 //! schemathesis fuzzes every operation in `/openapi.json` and checks that no request produces a 5xx or
 //! a response that violates the documented schema.
 //!
-//! `scripts/test.sh` installs schemathesis into the SDK venv and exports `WATTOS_SDK_PYTHON`; run
+//! `scripts/test.sh` installs schemathesis into the SDK venv and exports `SDK_TEST_PYTHON`; run
 //! directly with `cargo test`, the test says it is skipped.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -10,9 +10,9 @@ mod support;
 
 #[tokio::test]
 async fn openapi_operations_survive_schemathesis() {
-    let Ok(python) = std::env::var("WATTOS_SDK_PYTHON") else {
+    let Ok(python) = std::env::var("SDK_TEST_PYTHON") else {
         println!(
-            "skipped: WATTOS_SDK_PYTHON is not set (scripts/test.sh installs schemathesis and sets it)"
+            "skipped: SDK_TEST_PYTHON is not set (scripts/test.sh installs schemathesis and sets it)"
         );
         return;
     };

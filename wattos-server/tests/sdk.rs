@@ -1,7 +1,7 @@
 //! The official OpenAI (Python, Node) and Anthropic (Python) SDKs, unmodified, against the gateway.
 //!
 //! `scripts/test.sh` installs the SDKs (a Python venv and `npm ci` in `tests/sdk`) and exports
-//! `WATTOS_SDK_PYTHON`; run directly with `cargo test`, these tests say they are skipped.
+//! `SDK_TEST_PYTHON`; run directly with `cargo test`, these tests say they are skipped.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -32,9 +32,9 @@ async fn run(cmd: &str, args: &[&str], base: &str) {
 
 #[tokio::test]
 async fn official_python_sdks_work_unmodified() {
-    let Ok(python) = std::env::var("WATTOS_SDK_PYTHON") else {
+    let Ok(python) = std::env::var("SDK_TEST_PYTHON") else {
         println!(
-            "skipped: WATTOS_SDK_PYTHON is not set (scripts/test.sh installs the SDKs and sets it)"
+            "skipped: SDK_TEST_PYTHON is not set (scripts/test.sh installs the SDKs and sets it)"
         );
         return;
     };

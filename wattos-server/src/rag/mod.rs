@@ -971,7 +971,14 @@ pub async fn answer(
             ApiError(Error::unavailable("no chat model is loaded on this server"))
         })?,
     };
-    let chat = state.catalog().chat(&ctx, &model_name)?;
+    // An unknown model is a bad field of this request (the collection exists): 400, not 404.
+    let chat = state.catalog().chat(&ctx, &model_name).map_err(|e| {
+        if e.kind() == wattos_core::ErrorKind::NotFound {
+            ApiError(Error::invalid_field("model", e.message().to_owned()))
+        } else {
+            ApiError(e)
+        }
+    })?;
     let mut opts = AnswerOptions::new(model_name.clone());
     opts.search = search;
     opts.context_tokens = context_tokens;

@@ -5,7 +5,7 @@
 // Flows for routes that other branches add (RAG, agents, usage) run when the server has the
 // route and report "SKIPPED (route missing)" otherwise, so this script passes before and after
 // those merges; the RAG and agent flows also need the local models (WATTOS_CONSOLE_MODELS=1, set
-// by console.rs when WATTOS_MODELS__DIR exists). WATTOS_CONSOLE_REQUIRE=rag,agents,usage makes a
+// by console.rs when WATTOS_MODELS__DIR exists). CONSOLE_E2E_REQUIRE=rag,agents,usage makes a
 // skipped flow a failure.
 
 import { chromium } from "playwright-core";
@@ -18,7 +18,7 @@ const BASE = process.env.WATTOS_BASE_URL;
 const KEYS = JSON.parse(process.env.WATTOS_CONSOLE_KEYS);
 const ART = process.env.WATTOS_CONSOLE_ARTIFACTS;
 const CHROMIUM = process.env.WATTOS_CHROMIUM || "/usr/bin/chromium";
-const REQUIRE = new Set((process.env.WATTOS_CONSOLE_REQUIRE || "").split(",").filter(Boolean));
+const REQUIRE = new Set((process.env.CONSOLE_E2E_REQUIRE || "").split(",").filter(Boolean));
 // Whether the server loaded the local chat and embedding models (the RAG and agent flows need them).
 const MODELS = process.env.WATTOS_CONSOLE_MODELS === "1";
 mkdirSync(ART, { recursive: true });
@@ -229,7 +229,7 @@ try {
     await page.click('[data-testid="search"]');
     await page.waitForSelector('[data-testid="hit"]');
     await page.click('[data-testid="ask"]');
-    await page.waitForSelector('[data-testid="answer"], .error', { timeout: 120000 });
+    await page.waitForSelector('[data-testid="answer"], .error:not([hidden])', { timeout: 120000 });
     const cite = page.locator('[data-testid="answer"] a.cite').first();
     if (await cite.count()) {
       const n = await cite.getAttribute("data-cite");

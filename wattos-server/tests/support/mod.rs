@@ -136,9 +136,13 @@ pub(crate) async fn start() -> String {
     let (rag, agents) = wattos_server::apis::build_services(&config, &catalog, None)
         .await
         .unwrap();
+    let conversations = wattos_server::conversations::ConversationServices::open(&config)
+        .await
+        .unwrap();
     let state = AppState::with_parts(config.clone(), AppState::default_health(&config), catalog)
         .with_rag(rag)
-        .with_agents(Some(agents));
+        .with_agents(Some(agents))
+        .with_conversations(Some(conversations));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });
