@@ -29,6 +29,8 @@ if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$SDK_DIR/requirements.txt" "$VENV/
   cp "$SDK_DIR/requirements.txt" "$VENV/requirements.txt"
 fi
 export SDK_TEST_PYTHON="$PWD/$VENV/bin/python"
+# The console end-to-end test must run its RAG, agent and usage flows (not skip them).
+export CONSOLE_E2E_REQUIRE="${CONSOLE_E2E_REQUIRE:-rag,agents,usage}"
 if [[ ! -d "$SDK_DIR/node_modules/openai" ]]; then
   (cd "$SDK_DIR" && npm ci --silent --no-audit --no-fund)
 fi

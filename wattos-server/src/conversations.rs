@@ -230,7 +230,7 @@ pub async fn create(
 
 /// `GET /v1/conversations`.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", params(ListQuery),
-    responses((status = 200, description = "`{object: list, data: [conversation]}`", body = Object)))]
+    responses((status = 200, description = "`{object: list, data: [conversation]}`", body = Object), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -380,7 +380,7 @@ pub struct ExportQuery {
 
 /// `GET /v1/feedback/export`.
 #[utoipa::path(get, path = "/v1/feedback/export", tag = "feedback", params(ExportQuery),
-    responses((status = 200, description = "`{corpus, queries, qrels, summary}`: the texts of corpus.jsonl, queries.jsonl and qrels/test.tsv", body = Object)))]
+    responses((status = 200, description = "`{corpus, queries, qrels, summary}`: the texts of corpus.jsonl, queries.jsonl and qrels/test.tsv", body = Object), (status = 400, body = ErrorBody)))]
 pub async fn feedback_export(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,

@@ -260,7 +260,16 @@ try {
     const card = page.locator(`[data-testid="approval"][data-run="${run.json.id}"]`);
     await card.waitFor();
     await card.locator('[data-testid="approve"]').click();
-    await card.locator('[data-testid="resume-result"] .pill.completed').waitFor({ timeout: 120000 });
+    // The page re-renders the pending list once the resume returns, so the card may be gone by
+    // then: the run's own status is the proof that the click approved it.
+    const deadline = Date.now() + 120000;
+    let status = "interrupted";
+    while (Date.now() < deadline) {
+      status = (await api("GET", `/v1/agents/runs/${run.json.id}`, KEYS.acme_owner)).json.status;
+      if (status !== "interrupted" && status !== "running") break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(status, "completed", `run after approval in the console: ${status}`);
     await page.click(`tr[data-run="${run.json.id}"]`);
     await page.waitForSelector('[data-testid="timeline"] li');
     await shot("08-agents");
