@@ -296,7 +296,7 @@ async fn collections_ingest_search_answer_and_restart() {
         json!({"question": "x", "model": "no-such-model"}),
     )
     .await;
-    assert_eq!((s, b["error"]["param"].as_str()), (404, Some("model")));
+    assert_eq!((s, b["error"]["param"].as_str()), (400, Some("model")));
     let (s, _) = post(&http, answer.clone(), json!({"question": " "})).await;
     assert_eq!(s, 400);
 
