@@ -133,6 +133,16 @@ pub fn set_retry_after(resp: &mut Response, err: &Error) {
 /// Handler result type.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// A path that did not parse (an id segment of the wrong shape): 400 `invalid_input`.
+pub(crate) fn path_err(e: axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError(Error::invalid_input(format!("invalid path: {e}")))
+}
+
+/// A query string that did not parse: 400 `invalid_input`.
+pub(crate) fn query_err(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError(Error::invalid_input(format!("invalid query string: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ use service::{Start, Streamed, now_ms};
 use types::*;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, ErrorBody, error_body};
+use crate::error::{ApiError, ApiResult, ErrorBody, error_body, path_err, query_err};
 use crate::gateway::Ctx;
 use crate::state::AppState;
 
@@ -71,14 +71,6 @@ fn service(state: &AppState) -> ApiResult<&AgentsService> {
             "agents are not available on this server",
         ))
     })
-}
-
-fn path_err(e: PathRejection) -> ApiError {
-    ApiError(Error::invalid_input(format!("invalid path: {e}")))
-}
-
-fn query_err(e: QueryRejection) -> ApiError {
-    ApiError(Error::invalid_input(format!("invalid query string: {e}")))
 }
 
 fn check_thread_id(id: &str) -> Result<(), Error> {

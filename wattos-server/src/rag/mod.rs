@@ -39,7 +39,7 @@ pub use service::{EmbeddedBackend, PgVectorBackend, RagBackend, RagService};
 use types::*;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, ErrorBody, error_body};
+use crate::error::{ApiError, ApiResult, ErrorBody, error_body, path_err, query_err};
 use crate::gateway::{Ctx, GatewayState};
 use crate::state::AppState;
 
@@ -113,14 +113,6 @@ fn service(state: &AppState) -> ApiResult<&RagService> {
             "RAG is not available on this server (no embedding model is loaded)",
         ))
     })
-}
-
-fn path_err(e: PathRejection) -> ApiError {
-    ApiError(Error::invalid_input(format!("invalid path: {e}")))
-}
-
-fn query_err(e: QueryRejection) -> ApiError {
-    ApiError(Error::invalid_input(format!("invalid query string: {e}")))
 }
 
 /// Checks a collection name: `^[a-z0-9][a-z0-9_-]{0,63}$`.
