@@ -44,6 +44,18 @@ fn sizes() -> Vec<usize> {
         .unwrap_or_else(|| vec![10_000, 100_000])
 }
 
+/// Options of the indexed stores; `WATTOS_BENCH_MAX_NPROBE` / `WATTOS_BENCH_NPROBE` override the
+/// probe limits (to sweep the recall/latency trade-off).
+fn ivf_options() -> EmbeddedOptions {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let d = EmbeddedOptions::default();
+    EmbeddedOptions {
+        nprobe: env("WATTOS_BENCH_NPROBE").unwrap_or(d.nprobe),
+        max_nprobe: env("WATTOS_BENCH_MAX_NPROBE").unwrap_or(d.max_nprobe),
+        ..d
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -120,7 +132,7 @@ fn bench(c: &mut Criterion) {
     for n in sizes() {
         // ---- dense search on synthetic vectors ----
         let rss0 = rss_bytes();
-        let store = EmbeddedStore::in_memory(DIMS);
+        let store = EmbeddedStore::in_memory_with(DIMS, ivf_options());
         let exact = EmbeddedStore::in_memory_with(
             DIMS,
             EmbeddedOptions {
@@ -160,12 +172,16 @@ fn bench(c: &mut Criterion) {
         let queries = clustered_vectors(500, DIMS, 256, 3);
         let mut lat = Vec::with_capacity(queries.len());
         let mut found = 0usize;
+        let mut probed = 0usize;
+        let mut by_bound = 0usize;
         for q in &queries {
             let t = Instant::now();
-            let hits = rt
-                .block_on(store.search(&tenant, &VectorQuery::new(q.clone(), 10)))
+            let (hits, stats) = store
+                .search_with_stats(&tenant, &VectorQuery::new(q.clone(), 10))
                 .unwrap();
             lat.push(t.elapsed());
+            probed += stats.lists_probed;
+            by_bound += usize::from(stats.stopped_by_bound);
             let truth = rt
                 .block_on(exact.search(&tenant, &VectorQuery::new(q.clone(), 10)))
                 .unwrap();
@@ -184,12 +200,14 @@ fn bench(c: &mut Criterion) {
         lat.sort();
         exact_lat.sort();
         println!(
-            "[dense n={n}] build {build_time:.2?}; ivf p50 {:?} p99 {:?}; exact p50 {:?} p99 {:?}; recall@10 {:.3}; memory: estimate {:.1} MiB, RSS growth {:.1} MiB per store",
+            "[dense n={n}] build {build_time:.2?}; ivf p50 {:?} p99 {:?}; exact p50 {:?} p99 {:?}; recall@10 {:.3}; lists probed {:.1} (stopped by bound {:.0}%); memory: estimate {:.1} MiB, RSS growth {:.1} MiB per store",
             percentile(&lat, 0.5),
             percentile(&lat, 0.99),
             percentile(&exact_lat, 0.5),
             percentile(&exact_lat, 0.99),
             found as f64 / (queries.len() * 10) as f64,
+            probed as f64 / queries.len() as f64,
+            100.0 * by_bound as f64 / queries.len() as f64,
             mem_estimate as f64 / 1048576.0,
             rss_growth as f64 / 1048576.0,
         );
@@ -206,7 +224,7 @@ fn bench(c: &mut Criterion) {
 
         // ---- hybrid search: hashing-embedded synthetic text, BM25, RRF, tenant-scoped ----
         let embedder = HashingEmbedder::shared(DIMS);
-        let vectors = Arc::new(EmbeddedStore::in_memory(DIMS));
+        let vectors = Arc::new(EmbeddedStore::in_memory_with(DIMS, ivf_options()));
         // The same records without an index: hybrid with exact dense search is the recall truth.
         let vectors_exact = Arc::new(EmbeddedStore::in_memory_with(
             DIMS,
@@ -253,7 +271,7 @@ fn bench(c: &mut Criterion) {
         let retriever =
             Retriever::new(embedder.clone(), vectors.clone()).with_keywords(keywords.clone());
         let exact_retriever =
-            Retriever::new(embedder.clone(), vectors_exact.clone()).with_keywords(keywords);
+            Retriever::new(embedder.clone(), vectors_exact.clone()).with_keywords(keywords.clone());
         let qtexts: Vec<String> = (0..200)
             .map(|i| {
                 format!(
@@ -269,6 +287,41 @@ fn bench(c: &mut Criterion) {
                 fusion: Default::default(),
             })
         };
+        // The stages on their own: dense top-40 (the fusion's candidate list) and BM25 top-40.
+        let (mut dense_lat, mut kw_lat) = (Vec::new(), Vec::new());
+        let (mut dense_found, mut probed, mut by_bound) = (0usize, 0usize, 0usize);
+        for q in &qtexts {
+            let v = embedder.vector(q);
+            let t = Instant::now();
+            let (hits, stats) = vectors
+                .search_with_stats(&tenant, &VectorQuery::new(v.clone(), 40))
+                .unwrap();
+            dense_lat.push(t.elapsed());
+            probed += stats.lists_probed;
+            by_bound += usize::from(stats.stopped_by_bound);
+            let truth = rt
+                .block_on(vectors_exact.search(&tenant, &VectorQuery::new(v, 40)))
+                .unwrap();
+            dense_found += hits
+                .iter()
+                .filter(|h| truth.iter().any(|x| x.id == h.id))
+                .count();
+            let t = Instant::now();
+            keywords.search(&tenant, q, 40, None).unwrap();
+            kw_lat.push(t.elapsed());
+        }
+        dense_lat.sort();
+        kw_lat.sort();
+        println!(
+            "[hybrid stages n={n}] dense top-40 p50 {:?} p99 {:?}, recall@40 vs exact {:.3}, lists probed {:.1} (stopped by bound {:.0}%); BM25 top-40 p50 {:?} p99 {:?}",
+            percentile(&dense_lat, 0.5),
+            percentile(&dense_lat, 0.99),
+            dense_found as f64 / (qtexts.len() * 40) as f64,
+            probed as f64 / qtexts.len() as f64,
+            100.0 * by_bound as f64 / qtexts.len() as f64,
+            percentile(&kw_lat, 0.5),
+            percentile(&kw_lat, 0.99),
+        );
         let mut lat = Vec::new();
         let mut found = 0usize;
         for q in &qtexts {

@@ -7,7 +7,7 @@ mod pgvector;
 #[cfg(feature = "qdrant")]
 mod qdrant;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use embedded::{EmbeddedOptions, EmbeddedStore, SearchStats};
 #[cfg(feature = "pgvector")]
 pub use pgvector::PgVectorStore;
 #[cfg(feature = "qdrant")]

@@ -1,9 +1,22 @@
 //! Dot products for the embedded store: f32 for exact scores, i8 for the quantised candidate scan.
 //!
-//! Both use fixed-size chunks with independent accumulators so the compiler vectorises them on the
-//! baseline target (no `unsafe`, no runtime feature detection).
+//! Both use fixed-size chunks with independent accumulators so the compiler vectorises them. They
+//! are `#[inline(always)]` so that, called inside [`vectorized`], they are compiled for the best
+//! instruction set the CPU offers (AVX2 on x86-64-v3 machines; about 2-3x faster than the SSE2
+//! baseline for the int8 scan) with the CPU check done once per call of [`vectorized`] by `pulp`.
+//! No `unsafe` in this crate.
+
+pub(crate) use pulp::WithSimd;
+
+/// Runs `op` with the widest SIMD instruction set the CPU supports enabled (runtime dispatch).
+/// Only code inlined into `op.with_simd` benefits: put whole loops inside it, not single calls.
+#[inline(always)]
+pub(crate) fn vectorized<Op: WithSimd>(op: Op) -> Op::Output {
+    pulp::Arch::new().dispatch(op)
+}
 
 /// Dot product of two equally long f32 slices.
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks_a = a.chunks_exact(8);
@@ -23,16 +36,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Dot product of two equally long i8 code slices, exact in i32 (384-d codes cannot overflow).
+/// Dot product of two equally long i8 code slices, exact in i32. The product of two i8 always
+/// fits an i16 (which lets the compiler use `pmaddwd`-style instructions); the sums are i32.
+#[inline(always)]
 pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 16];
-    let chunks_a = a.chunks_exact(16);
-    let chunks_b = b.chunks_exact(16);
+    let mut acc = [0i32; 32];
+    let chunks_a = a.chunks_exact(32);
+    let chunks_b = b.chunks_exact(32);
     let (ra, rb) = (chunks_a.remainder(), chunks_b.remainder());
     for (x, y) in chunks_a.zip(chunks_b) {
-        if let (Ok(x), Ok(y)) = (<&[i8; 16]>::try_from(x), <&[i8; 16]>::try_from(y)) {
-            for i in 0..16 {
-                acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        if let (Ok(x), Ok(y)) = (<&[i8; 32]>::try_from(x), <&[i8; 32]>::try_from(y)) {
+            for i in 0..32 {
+                acc[i] += i32::from(i16::from(x[i]) * i16::from(y[i]));
             }
         }
     }

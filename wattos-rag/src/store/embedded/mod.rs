@@ -31,8 +31,8 @@ use wattos_core::vector_store::{
 };
 use wattos_core::{Error, RequestContext, Result};
 
-use distance::dot;
-use ivf::{Candidate, Ivf, TopK};
+use distance::{WithSimd, dot, vectorized};
+use ivf::{Candidate, Ivf, Probe, ProbeStats, TopK};
 use wal::{Op, Wal};
 
 /// Tuning for [`EmbeddedStore`].
@@ -40,9 +40,14 @@ use wal::{Op, Wal};
 pub struct EmbeddedOptions {
     /// Partitions smaller than this are scanned exactly (no index).
     pub index_threshold: usize,
-    /// Centroids probed per query (more = better recall, slower).
+    /// Lists probed at least per query. Beyond these, probing continues (best bound first) until
+    /// no unvisited list can hold a member scoring above the k-th best found, so requests for more
+    /// candidates probe more lists by themselves.
     pub nprobe: usize,
-    /// Candidates ranked by the int8 scan that are re-scored exactly (at least `top_k`).
+    /// Lists probed at most per query: bounds the latency on data whose lists overlap so much that
+    /// the bound cannot stop the scan (recall then depends on this cap).
+    pub max_nprobe: usize,
+    /// Candidates ranked by the int8 scan that are re-scored exactly (at least `2 * top_k`).
     pub rescore: usize,
     /// k-means iterations when (re)training.
     pub train_iterations: usize,
@@ -55,6 +60,7 @@ impl Default for EmbeddedOptions {
         Self {
             index_threshold: 4096,
             nprobe: 16,
+            max_nprobe: 128,
             rescore: 64,
             train_iterations: 6,
             compact_after_bytes: 256 * 1024 * 1024,
@@ -209,21 +215,15 @@ impl Partition {
         }
     }
 
-    fn top_k(
-        &self,
-        dims: usize,
-        q: &[f32],
-        k: usize,
-        filter: Option<&Filter>,
-        slots: impl Iterator<Item = u32>,
-    ) -> Vec<Candidate> {
-        let mut top = TopK::new(k);
-        for slot in slots {
-            if self.matches(slot, filter) {
-                top.push(dot(q, self.vector(dims, slot)), slot);
-            }
-        }
-        top.into_sorted()
+    /// Exact top `k` over all slots that pass `filter`.
+    fn top_k(&self, dims: usize, q: &[f32], k: usize, filter: Option<&Filter>) -> Vec<Candidate> {
+        vectorized(ExactScan {
+            p: self,
+            dims,
+            q,
+            k,
+            filter,
+        })
     }
 
     fn search(
@@ -233,24 +233,89 @@ impl Partition {
         k: usize,
         filter: Option<&Filter>,
         opts: &EmbeddedOptions,
-    ) -> Vec<Candidate> {
+    ) -> (Vec<Candidate>, SearchStats) {
         if let Some(ivf) = &self.ivf {
-            let found = ivf.search(&self.vectors, q, k, opts.nprobe, opts.rescore, |slot| {
+            let probe = Probe {
+                min: opts.nprobe.max(1),
+                max: opts.max_nprobe.max(opts.nprobe).max(1),
+            };
+            let (found, s) = ivf.search(&self.vectors, q, k, probe, opts.rescore, |slot| {
                 self.matches(slot, filter)
             });
+            let stats = SearchStats::from_probe(s, ivf.nlist());
             // A selective filter can leave too few candidates in the probed lists: scan exactly.
             if found.len() >= k.min(self.live()) || filter.is_none() && found.len() >= k {
-                return found;
+                return (found, stats);
             }
             let total = (0..self.slots.len() as u32)
                 .filter(|s| self.matches(*s, filter))
                 .take(k)
                 .count();
             if found.len() >= total {
-                return found;
+                return (found, stats);
             }
         }
-        self.top_k(dims, q, k, filter, 0..self.slots.len() as u32)
+        let top = self.top_k(dims, q, k, filter);
+        (
+            top,
+            SearchStats {
+                exact: true,
+                scanned: self.live(),
+                ..SearchStats::default()
+            },
+        )
+    }
+}
+
+/// An exact scan of a partition, run under [`vectorized`].
+struct ExactScan<'a> {
+    p: &'a Partition,
+    dims: usize,
+    q: &'a [f32],
+    k: usize,
+    filter: Option<&'a Filter>,
+}
+
+impl WithSimd for ExactScan<'_> {
+    type Output = Vec<Candidate>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Vec<Candidate> {
+        let mut top = TopK::new(self.k);
+        for slot in 0..self.p.slots.len() as u32 {
+            if self.p.matches(slot, self.filter) {
+                top.push(dot(self.q, self.p.vector(self.dims, slot)), slot);
+            }
+        }
+        top.into_sorted()
+    }
+}
+
+/// How the embedded store answered one query (see [`EmbeddedStore::search_with_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Lists in the tenant's index (0: no index).
+    pub lists: usize,
+    /// Lists probed.
+    pub lists_probed: usize,
+    /// Vectors scanned (int8 codes when probing, f32 when exact).
+    pub scanned: usize,
+    /// Probing stopped because no unprobed list could hold a better hit than the k-th found (the
+    /// result is then the exact top k up to int8 ranking error), not at `max_nprobe`.
+    pub stopped_by_bound: bool,
+    /// The partition was scanned exactly (small partition, or a filter too selective for the index).
+    pub exact: bool,
+}
+
+impl SearchStats {
+    fn from_probe(p: ProbeStats, lists: usize) -> Self {
+        Self {
+            lists,
+            lists_probed: p.lists,
+            scanned: p.scanned,
+            stopped_by_bound: p.stopped_by_bound || p.lists == lists,
+            exact: false,
+        }
     }
 }
 
@@ -442,6 +507,44 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// [`VectorStore::search`] plus how the query was answered (lists probed, vectors scanned).
+    ///
+    /// # Errors
+    /// As for [`VectorStore::search`].
+    pub fn search_with_stats(
+        &self,
+        ctx: &RequestContext,
+        query: &VectorQuery,
+    ) -> Result<(Vec<Hit>, SearchStats)> {
+        query.validate(self.inner.dims)?;
+        let q = normalised(&query.vector);
+        let state = self.inner.state.read().map_err(|_| poisoned())?;
+        let Some(p) = state.tenants.get(ctx.tenant().as_str()) else {
+            return Ok((Vec::new(), SearchStats::default()));
+        };
+        let (scored, stats) = p.search(
+            self.inner.dims,
+            &q,
+            query.top_k,
+            query.filter.as_ref(),
+            &self.inner.opts,
+        );
+        let mut hits: Vec<Hit> = scored
+            .into_iter()
+            .filter_map(|Candidate(score, slot)| {
+                p.slots[slot as usize].as_ref().map(|m| Hit {
+                    id: m.id.clone(),
+                    document_id: m.document_id.clone(),
+                    score,
+                    text: m.text.clone(),
+                    metadata: m.metadata.clone(),
+                })
+            })
+            .collect();
+        sort_hits(&mut hits);
+        Ok((hits, stats))
+    }
+
     /// Records and vector memory of one tenant, approximately, in bytes.
     pub fn approx_memory_bytes(&self, ctx: &RequestContext) -> usize {
         let Ok(state) = self.inner.state.read() else {
@@ -567,33 +670,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     async fn search(&self, ctx: &RequestContext, query: &VectorQuery) -> Result<Vec<Hit>> {
-        query.validate(self.inner.dims)?;
-        let q = normalised(&query.vector);
-        let state = self.inner.state.read().map_err(|_| poisoned())?;
-        let Some(p) = state.tenants.get(ctx.tenant().as_str()) else {
-            return Ok(Vec::new());
-        };
-        let scored = p.search(
-            self.inner.dims,
-            &q,
-            query.top_k,
-            query.filter.as_ref(),
-            &self.inner.opts,
-        );
-        let mut hits: Vec<Hit> = scored
-            .into_iter()
-            .filter_map(|Candidate(score, slot)| {
-                p.slots[slot as usize].as_ref().map(|m| Hit {
-                    id: m.id.clone(),
-                    document_id: m.document_id.clone(),
-                    score,
-                    text: m.text.clone(),
-                    metadata: m.metadata.clone(),
-                })
-            })
-            .collect();
-        sort_hits(&mut hits);
-        Ok(hits)
+        self.search_with_stats(ctx, query).map(|(hits, _)| hits)
     }
 
     async fn count(&self, ctx: &RequestContext, filter: Option<&Filter>) -> Result<u64> {
@@ -690,6 +767,45 @@ mod tests {
         drop(s);
         let s = EmbeddedStore::open(dir.path(), 2).unwrap();
         assert_eq!(s.count(&ctx, None).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn search_stats_report_probing_and_exact_scans() {
+        let dims = 16;
+        let store = EmbeddedStore::in_memory_with(
+            dims,
+            EmbeddedOptions {
+                index_threshold: 200,
+                nprobe: 2,
+                max_nprobe: 5,
+                ..Default::default()
+            },
+        );
+        let big = RequestContext::system(TenantId::new("big").unwrap());
+        let small = RequestContext::system(TenantId::new("small").unwrap());
+        let data = crate::synthetic::clustered_vectors(1000, dims, 30, 3);
+        let records = |prefix: &str, n: usize| -> Vec<VectorRecord> {
+            data.iter()
+                .take(n)
+                .enumerate()
+                .map(|(i, v)| VectorRecord::new(format!("{prefix}{i}"), "d", v.clone(), ""))
+                .collect()
+        };
+        store.upsert(&big, records("b", 1000)).await.unwrap();
+        store.upsert(&small, records("s", 50)).await.unwrap();
+        let q = VectorQuery::new(data[7].clone(), 10);
+        let (hits, stats) = store.search_with_stats(&big, &q).unwrap();
+        assert_eq!(hits.len(), 10);
+        assert_eq!(hits[0].id, "b7");
+        assert_eq!(stats.lists, 31, "sqrt(1000) lists");
+        assert!((2..=5).contains(&stats.lists_probed), "{stats:?}");
+        assert!(!stats.exact && stats.scanned > 0 && stats.scanned < 1000);
+        let (hits, stats) = store.search_with_stats(&small, &q).unwrap();
+        assert_eq!(hits[0].id, "s7");
+        assert!(stats.exact && stats.lists == 0 && stats.scanned == 50);
+        let nobody = RequestContext::system(TenantId::new("nobody").unwrap());
+        let (hits, stats) = store.search_with_stats(&nobody, &q).unwrap();
+        assert!(hits.is_empty() && stats == SearchStats::default());
     }
 
     #[tokio::test]
