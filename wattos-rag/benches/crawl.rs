@@ -77,6 +77,8 @@ fn main() {
             max_pages: PAGES,
             per_host_delay_ms: 0,
             concurrency: 8,
+            // The bench site is on this host.
+            allow_loopback: true,
             ..CrawlConfig::default()
         })
         .unwrap();

@@ -142,6 +142,8 @@ fn config() -> CrawlConfig {
         max_depth: 3,
         max_bytes: 1024 * 1024,
         per_host_delay_ms: 5,
+        // The test site is on this host; the default policy refuses loopback (see below).
+        allow_loopback: true,
         ..CrawlConfig::default()
     }
 }
@@ -355,4 +357,61 @@ async fn url_loader_gives_typed_errors() {
         })
         .is_err()
     );
+}
+
+#[tokio::test]
+async fn the_default_network_policy_refuses_this_host_by_address_and_by_name() {
+    let site = Site::default();
+    let base = start(site.clone()).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let strict = Crawler::new(CrawlConfig {
+        per_host_delay_ms: 0,
+        ..CrawlConfig::default()
+    })
+    .unwrap();
+    let ctx = RequestContext::system(TenantId::new("ssrf").unwrap());
+
+    // An IP literal is refused before any request; so is a name that resolves to loopback (the
+    // resolver drops the address), robots.txt and sitemap included.
+    for seed in [format!("{base}/"), format!("http://localhost:{port}/")] {
+        let report = strict
+            .crawl(&ctx, std::slice::from_ref(&seed))
+            .await
+            .unwrap();
+        assert!(report.pages.is_empty(), "{seed}: {:?}", report.pages);
+        assert!(
+            matches!(
+                &report.skipped[..],
+                [s] if matches!(&s.reason, SkipReason::BlockedAddress { class, .. } if *class == wattos_rag::web::AddressClass::Loopback)
+            ),
+            "{seed}: {:?}",
+            report.skipped
+        );
+        let e = strict.load_url(&ctx, &seed).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Forbidden);
+        assert!(matches!(
+            SkipReason::from_error(&e),
+            Some(SkipReason::BlockedAddress { .. })
+        ));
+    }
+    assert!(
+        site.hits.lock().unwrap().is_empty(),
+        "nothing may reach the site: {:?}",
+        site.hits.lock().unwrap()
+    );
+
+    // Allowing loopback lets the same name through the resolver.
+    let open = Crawler::new(CrawlConfig {
+        allow_loopback: true,
+        max_depth: 0,
+        sitemaps: false,
+        per_host_delay_ms: 0,
+        ..CrawlConfig::default()
+    })
+    .unwrap();
+    let report = open
+        .crawl(&ctx, &[format!("http://localhost:{port}/")])
+        .await
+        .unwrap();
+    assert_eq!(report.pages.len(), 1, "{:?}", report.skipped);
 }

@@ -14,6 +14,9 @@
 //!   longer than `max_redirects` are reported.
 //! * **Limits:** `Content-Type` must be one of `content_types`; bodies over `max_bytes` are cut off
 //!   while streaming (a lying or missing `Content-Length` does not help).
+//! * **Network guard:** only public addresses are connected to unless `allow_loopback` /
+//!   `allow_private_networks` say otherwise; checked on the resolved address of every request, so
+//!   redirects and DNS tricks cannot reach internal services ([`AddressPolicy`]).
 //! * **Change detection:** pages become [`Document`]s whose content hash the pipeline compares with
 //!   the stored one, so re-crawling unchanged pages embeds and writes nothing.
 //!
@@ -35,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod address;
 mod url_norm;
 
 use std::collections::{HashMap, HashSet};
@@ -51,6 +55,7 @@ use tokio::time::Instant;
 use url::Url;
 use wattos_core::{Error, ErrorKind, RequestContext, Result};
 
+pub use address::{AddressClass, AddressPolicy, BlockedAddress, classify};
 pub use url_norm::normalize_url;
 
 use crate::document::{Document, Format, Source};
@@ -89,6 +94,11 @@ pub struct CrawlConfig {
     pub timeout_ms: u64,
     /// Requests in flight at once (across hosts; one host is still paced by its delay).
     pub concurrency: usize,
+    /// Connect to this host (`127.0.0.0/8`, `::1`). Off by default: see [`AddressPolicy`].
+    pub allow_loopback: bool,
+    /// Connect to private and link-local networks (RFC 1918, `169.254.0.0/16`, `fc00::/7`, ...).
+    /// Off by default: see [`AddressPolicy`].
+    pub allow_private_networks: bool,
 }
 
 impl Default for CrawlConfig {
@@ -112,11 +122,21 @@ impl Default for CrawlConfig {
             sitemaps: true,
             timeout_ms: 30_000,
             concurrency: 4,
+            allow_loopback: false,
+            allow_private_networks: false,
         }
     }
 }
 
 impl CrawlConfig {
+    /// The networks this crawl may reach.
+    pub fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            allow_loopback: self.allow_loopback,
+            allow_private: self.allow_private_networks,
+        }
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -215,12 +235,23 @@ pub enum SkipReason {
         /// The loader's message.
         message: String,
     },
+    /// The host is (or resolves only to) an address the crawl may not reach (loopback, private,
+    /// link-local, special ranges; see [`AddressPolicy`]).
+    #[error("{address} ({class:?}) is not reachable under the crawl's network policy")]
+    BlockedAddress {
+        /// The refused address.
+        address: String,
+        /// Its class.
+        class: AddressClass,
+    },
 }
 
 impl SkipReason {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::RobotsDisallowed | Self::OffDomain { .. } => ErrorKind::Forbidden,
+            Self::RobotsDisallowed | Self::OffDomain { .. } | Self::BlockedAddress { .. } => {
+                ErrorKind::Forbidden
+            }
             Self::HttpStatus { status: 404 | 410 } => ErrorKind::NotFound,
             Self::HttpStatus { status } if *status >= 500 => ErrorKind::Upstream,
             Self::Fetch { .. } => ErrorKind::Unavailable,
@@ -286,13 +317,15 @@ enum Robots {
     AllowAll,
     DisallowAll,
     Rules(Box<Robot>),
+    /// The origin may not be connected to at all (network policy).
+    Blocked(SkipReason),
 }
 
 impl Robots {
     fn allowed(&self, url: &Url) -> bool {
         match self {
             Self::AllowAll => true,
-            Self::DisallowAll => false,
+            Self::DisallowAll | Self::Blocked(_) => false,
             Self::Rules(r) => r.allowed(url.as_str()),
         }
     }
@@ -352,6 +385,15 @@ fn media_type(v: Option<&reqwest::header::HeaderValue>) -> String {
         .unwrap_or_default()
 }
 
+/// The IP address of an IP-literal host (DNS names are checked by the resolver instead).
+fn host_ip(url: &Url) -> Option<std::net::IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(v4.into()),
+        url::Host::Ipv6(v6) => Some(v6.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
 fn parse_url(s: &str) -> Result<Url> {
     let u = Url::parse(s.trim())
         .map_err(|e| Error::invalid_field("url", format!("{s:?} is not a URL: {e}")))?;
@@ -373,6 +415,7 @@ impl Crawler {
         cfg.validate()?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(address::PolicyResolver::shared(cfg.address_policy()))
             .user_agent(cfg.user_agent.clone())
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .build()
@@ -562,6 +605,7 @@ impl Crawler {
                 Ok((status, _, _)) if status.is_client_error() || status.is_redirection() => {
                     Robots::AllowAll
                 }
+                Err(blocked @ SkipReason::BlockedAddress { .. }) => Robots::Blocked(blocked),
                 _ => Robots::DisallowAll,
             };
             Arc::new(rules)
@@ -570,8 +614,17 @@ impl Crawler {
         .clone()
     }
 
-    async fn allowed(&self, run: &Run, url: &Url) -> bool {
-        !self.cfg.respect_robots || self.robots(run, url).await.allowed(url)
+    /// Whether robots.txt lets us fetch `url`; a network-policy refusal of its origin is reported
+    /// as such rather than as a robots.txt disallow.
+    async fn allowed(&self, run: &Run, url: &Url) -> std::result::Result<(), SkipReason> {
+        if !self.cfg.respect_robots {
+            return Ok(());
+        }
+        match &*self.robots(run, url).await {
+            Robots::Blocked(reason) => Err(reason.clone()),
+            r if r.allowed(url) => Ok(()),
+            _ => Err(SkipReason::RobotsDisallowed),
+        }
     }
 
     /// Waits until `url`'s host may be asked again and books the next slot.
@@ -600,8 +653,23 @@ impl Crawler {
         max: usize,
     ) -> std::result::Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), SkipReason>
     {
-        let fetch_err = |e: reqwest::Error| SkipReason::Fetch {
-            message: e.without_url().to_string(),
+        if let Some(ip) = host_ip(url) {
+            let policy = self.cfg.address_policy();
+            if !policy.allows(ip) {
+                return Err(SkipReason::BlockedAddress {
+                    address: ip.to_string(),
+                    class: classify(ip),
+                });
+            }
+        }
+        let fetch_err = |e: reqwest::Error| match address::blocked_in(&e) {
+            Some(b) => SkipReason::BlockedAddress {
+                address: b.address.to_string(),
+                class: b.class,
+            },
+            None => SkipReason::Fetch {
+                message: e.without_url().to_string(),
+            },
         };
         let mut resp = self
             .client
@@ -641,9 +709,7 @@ impl Crawler {
         let mut chain: Vec<String> = vec![url.to_string()];
         let mut current = url.clone();
         loop {
-            if !self.allowed(run, &current).await {
-                return Err(SkipReason::RobotsDisallowed);
-            }
+            self.allowed(run, &current).await?;
             let robots_delay = if self.cfg.respect_robots {
                 self.robots(run, &current).await.delay()
             } else {
@@ -817,7 +883,7 @@ impl Crawler {
             if done.len() >= 16 || !self.in_scope(scope, &sm) || !done.insert(sm.to_string()) {
                 continue;
             }
-            if !self.allowed(run, &sm).await {
+            if self.allowed(run, &sm).await.is_err() {
                 continue;
             }
             self.wait_turn(run, &sm, None).await;
