@@ -143,6 +143,10 @@ pub struct AnswerOptions {
     pub context_tokens: usize,
     /// Maximum answer tokens.
     pub max_tokens: Option<u32>,
+    /// Earlier turns of the conversation, sent between the instructions and the question so a
+    /// follow-up ("and in winter?") is understood. Only the question is searched. Trim them to the
+    /// model's context window first (e.g. with `wattos_agents::memory::ConversationWindow`).
+    pub history: Vec<Message>,
 }
 
 impl AnswerOptions {
@@ -153,6 +157,7 @@ impl AnswerOptions {
             search: SearchRequest::new("", 8),
             context_tokens: 3000,
             max_tokens: None,
+            history: Vec::new(),
         }
     }
 }
@@ -200,18 +205,24 @@ pub async fn answer(
 }
 
 /// The chat request [`answer`] sends: the citation instructions, the numbered sources of `context`
-/// and the question (for callers that stream the answer themselves).
+/// and the question, with [`AnswerOptions::history`] between the instructions and the question
+/// (for callers that stream the answer themselves).
 pub fn answer_request(question: &str, context: &Context, opts: &AnswerOptions) -> ChatRequest {
     let user = if context.sources.is_empty() {
         format!("Sources: none found.\n\nQuestion: {question}")
     } else {
         format!("Sources:\n\n{}\n\nQuestion: {question}", context.text)
     };
-    let mut req = ChatRequest::new(
-        opts.model.clone(),
-        vec![Message::system(SYSTEM_PROMPT), Message::user(user)],
-    )
-    .with_temperature(0.0);
+    let mut messages = Vec::with_capacity(opts.history.len() + 2);
+    messages.push(Message::system(SYSTEM_PROMPT));
+    messages.extend(
+        opts.history
+            .iter()
+            .filter(|m| !matches!(m, Message::System { .. }))
+            .cloned(),
+    );
+    messages.push(Message::user(user));
+    let mut req = ChatRequest::new(opts.model.clone(), messages).with_temperature(0.0);
     req.max_tokens = opts.max_tokens;
     req
 }
@@ -321,6 +332,23 @@ mod tests {
         h.metadata.insert("title".into(), json!("T"));
         h.metadata.insert("start_char".into(), json!(5));
         h
+    }
+
+    #[test]
+    fn history_goes_between_instructions_and_question() {
+        let ctx = ContextBuilder::new(100).build(&[hit("a#0", 0.5, "heat pumps")]);
+        let mut opts = AnswerOptions::new("m");
+        opts.history = vec![
+            Message::system("ignored: the answer prompt has its own instructions"),
+            Message::user("What is a heat pump?"),
+            Message::assistant("A device that moves heat [1]."),
+        ];
+        let req = answer_request("And in winter?", &ctx, &opts);
+        let roles: Vec<&str> = req.messages.iter().map(Message::role).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!(req.messages[0].text(), SYSTEM_PROMPT);
+        assert!(req.messages[3].text().ends_with("Question: And in winter?"));
+        assert!(req.messages[3].text().contains("heat pumps"));
     }
 
     #[test]

@@ -177,6 +177,32 @@ impl Retriever {
         kw.search(ctx, &req.query, n, req.filter.as_ref())
     }
 
+    /// Both first-stage lists. BM25 runs on tokio's blocking pool while the query is embedded and the
+    /// vector store searched, so the two CPU-bound stages overlap (inline when no tokio runtime).
+    async fn dense_and_keyword(
+        &self,
+        ctx: &RequestContext,
+        req: &SearchRequest,
+        n: usize,
+    ) -> Result<(Vec<Hit>, Vec<Hit>)> {
+        let kw_index = self
+            .keywords
+            .clone()
+            .ok_or_else(|| Error::invalid_field("mode", "no keyword index configured"))?;
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            let dense = self.dense(ctx, req, n).await?;
+            return Ok((dense, self.keyword(ctx, req, n)?));
+        };
+        let (kw_ctx, query, filter) = (ctx.clone(), req.query.clone(), req.filter.clone());
+        let kw_task =
+            rt.spawn_blocking(move || kw_index.search(&kw_ctx, &query, n, filter.as_ref()));
+        let dense = self.dense(ctx, req, n).await;
+        let kw = kw_task
+            .await
+            .map_err(|e| Error::internal(format!("keyword search task failed: {e}")))?;
+        Ok((dense?, kw?))
+    }
+
     async fn search_uncached(&self, ctx: &RequestContext, req: &SearchRequest) -> Result<Vec<Hit>> {
         let n = req
             .candidates
@@ -194,8 +220,7 @@ impl Retriever {
             SearchMode::Dense | SearchMode::Auto => self.dense(ctx, req, first_stage_k).await?,
             SearchMode::Keyword => self.keyword(ctx, req, first_stage_k)?,
             SearchMode::Hybrid { fusion } => {
-                let dense = self.dense(ctx, req, n).await?;
-                let kw = self.keyword(ctx, req, n)?;
+                let (dense, kw) = self.dense_and_keyword(ctx, req, n).await?;
                 let mut fused = fuse(&[dense, kw], &weights(fusion), fusion);
                 fused.truncate(first_stage_k);
                 fused
@@ -210,5 +235,79 @@ impl Retriever {
         }
         hits.truncate(req.top_k);
         Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fusion::Fusion;
+    use crate::keyword::{KeywordChunk, Language};
+    use crate::store::EmbeddedStore;
+    use wattos_core::TenantId;
+    use wattos_core::test_utils::embed::HashingEmbedder;
+    use wattos_core::vector_store::VectorRecord;
+
+    const TEXTS: &[&str] = &[
+        "inverter fault E-4711 after firmware update",
+        "heat pump defrost cycle explained",
+        "solar panel cleaning schedule",
+        "battery storage warranty terms",
+        "grid feed-in tariff for small plants",
+    ];
+
+    async fn retriever(ctx: &RequestContext) -> Retriever {
+        let embedder = HashingEmbedder::shared(64);
+        let vectors = Arc::new(EmbeddedStore::in_memory(64));
+        let keywords = KeywordIndex::in_memory(Language::English);
+        let recs: Vec<VectorRecord> = TEXTS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                VectorRecord::new(format!("c{i}"), format!("d{i}"), embedder.vector(t), *t)
+            })
+            .collect();
+        let kw: Vec<(String, Vec<KeywordChunk>)> = recs
+            .iter()
+            .map(|r| {
+                (
+                    r.document_id.clone(),
+                    vec![KeywordChunk {
+                        id: r.id.clone(),
+                        text: r.text.clone(),
+                        metadata: Default::default(),
+                    }],
+                )
+            })
+            .collect();
+        vectors.upsert(ctx, recs).await.unwrap();
+        keywords.replace_documents(ctx, &kw).unwrap();
+        Retriever::new(embedder, vectors).with_keywords(keywords)
+    }
+
+    fn ids(hits: &[Hit]) -> Vec<String> {
+        hits.iter().map(|h| h.id.clone()).collect()
+    }
+
+    #[test]
+    fn hybrid_runs_with_and_without_a_tokio_runtime() {
+        let ctx = RequestContext::system(TenantId::new("t").unwrap());
+        let req = SearchRequest::new("inverter fault E-4711", 3).with_mode(SearchMode::Hybrid {
+            fusion: Fusion::default(),
+        });
+        // No tokio runtime: BM25 runs inline instead of on the blocking pool.
+        let (inline, r) = futures::executor::block_on(async {
+            let r = retriever(&ctx).await;
+            (r.search(&ctx, &req).await.unwrap(), r)
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pooled = rt.block_on(r.search(&ctx, &req)).unwrap();
+        assert_eq!(ids(&inline), ids(&pooled));
+        assert_eq!(inline[0].id, "c0");
+        let dense_only = Retriever::new(HashingEmbedder::shared(64), r.vectors.clone());
+        let err = futures::executor::block_on(dense_only.search(&ctx, &req)).unwrap_err();
+        assert_eq!(err.kind(), wattos_core::ErrorKind::InvalidInput);
     }
 }

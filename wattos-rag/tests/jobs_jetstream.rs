@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use wattos_core::{Error, Result, TenantId};
 use wattos_rag::jobs::{
     JetStreamConfig, JetStreamQueue, Job, JobHandler, JobId, JobQueue, JobState, JobStatus, NewJob,
-    RetryPolicy, WorkerOptions,
+    RetryPolicy, WorkerHeartbeat, WorkerOptions,
 };
 
 fn nats_url() -> Option<String> {
@@ -117,6 +117,7 @@ fn start_worker(
     let opts = WorkerOptions {
         worker_id: name.to_owned(),
         concurrency: 2,
+        heartbeat: None,
     };
     let task = tokio::spawn({
         let (q, stop) = (q.clone(), stop.clone());
@@ -348,5 +349,60 @@ async fn the_same_content_is_one_job_and_a_redelivered_success_changes_nothing()
     assert_eq!((s.state, s.attempts), (JobState::Succeeded, 1));
     stop.cancel();
     w.await.unwrap().unwrap();
+    cleanup(&url, &cfg).await;
+}
+
+/// Samples `h` for `span`: the longest gap since the last beat seen meanwhile.
+async fn longest_gap(h: &WorkerHeartbeat, span: Duration) -> Duration {
+    let until = Instant::now() + span;
+    let mut worst = Duration::ZERO;
+    while Instant::now() < until {
+        worst = worst.max(h.since_last_beat().expect("the worker never beat"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worst
+}
+
+#[tokio::test]
+async fn the_worker_loop_beats_while_idle_and_while_every_slot_is_busy() {
+    let Some(url) = nats_url() else { return };
+    let cfg = config(3);
+    let q = JetStreamQueue::connect(&url, cfg.clone()).await.unwrap();
+    let heartbeat = WorkerHeartbeat::new();
+    let stop = CancellationToken::new();
+    let opts = WorkerOptions {
+        worker_id: "beating".into(),
+        concurrency: 1,
+        heartbeat: Some(heartbeat.clone()),
+    };
+    let hang = Recorder::new(Behaviour::Hang);
+    let w = tokio::spawn({
+        let (q, stop, h) = (q.clone(), stop.clone(), hang.clone());
+        async move { q.work(h, opts, stop).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heartbeat.since_last_beat().is_none() {
+        assert!(Instant::now() < deadline, "the worker never beat");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Idle: pulls expire and come back empty; the loop keeps beating.
+    let idle = longest_gap(&heartbeat, Duration::from_secs(3)).await;
+    // Busy: its only slot holds a job that never finishes.
+    let e = q
+        .enqueue(NewJob::new(tenant(), "test", json!({"doc": "forever"})))
+        .await
+        .unwrap();
+    wait_for(&q, &tenant(), &e.status.id, |s| {
+        s.state == JobState::Running
+    })
+    .await;
+    let busy = longest_gap(&heartbeat, Duration::from_secs(3)).await;
+    let limit = wattos_rag::jobs::HEARTBEAT_INTERVAL + Duration::from_millis(900);
+    assert!(idle < limit && busy < limit, "idle {idle:?}, busy {busy:?}");
+    assert_eq!(heartbeat.stopped(), None);
+    // The hanging job never ends, so the worker cannot drain: abort it.
+    stop.cancel();
+    w.abort();
+    let _ = w.await;
     cleanup(&url, &cfg).await;
 }

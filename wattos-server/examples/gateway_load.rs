@@ -1,11 +1,17 @@
 //! Gateway benchmark helper (used by `scripts/bench-gateway.sh`).
 //!
-//! * `gateway_load mock <port>`: a fast mock upstream speaking OpenAI's chat completions wire
-//!   format (`stream: false` JSON and `stream: true` SSE), answering at once.
-//! * `gateway_load run <direct-url> <gateway-url> <model> <secs> <concurrencies> [stream]`: for each
-//!   concurrency (comma separated), drives the mock directly and then through the gateway with
-//!   that many connections, each sending requests back to back, and prints latency p50/p99,
-//!   throughput, and the latency the gateway adds.
+//! * `gateway_load mock <port> [latency-ms]`: a mock upstream speaking OpenAI's chat completions
+//!   wire format (`stream: false` JSON and `stream: true` SSE), answering at once or after
+//!   `latency-ms` (an LLM's time to first byte).
+//! * `gateway_load run <direct-url> <gateway-url> <model> <secs> <concurrencies> [stream]
+//!   [rate=<req/s>]`: for each concurrency (comma separated), drives the mock directly and then
+//!   through the gateway with that many connections and prints latency p50/p99, throughput, and
+//!   the latency the gateway adds.
+//!   - Without `rate` (closed loop), each connection sends requests back to back: this measures
+//!     saturation throughput, and latency includes queueing for the CPU.
+//!   - With `rate=R` (open loop), the connections together send R requests per second on a fixed
+//!     schedule; each latency is measured from the request's scheduled start, so a stalled
+//!     server cannot hide its delay (no coordinated omission).
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -21,7 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+/// Simulated upstream time to first byte, set once by `mock`.
+static MOCK_LATENCY: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
 async fn chat(Json(body): Json<Value>) -> Response {
+    if let Some(latency) = MOCK_LATENCY.get().filter(|l| !l.is_zero()) {
+        tokio::time::sleep(*latency).await;
+    }
     let model = body["model"].as_str().unwrap_or("mock").to_owned();
     let usage = json!({"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17});
     if body["stream"] == true {
@@ -61,7 +73,8 @@ async fn chat(Json(body): Json<Value>) -> Response {
     }
 }
 
-async fn mock(port: u16) {
+async fn mock(port: u16, latency: Duration) {
+    MOCK_LATENCY.set(latency).unwrap();
     let app = axum::Router::new().route("/v1/chat/completions", post(chat));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -77,7 +90,14 @@ struct Stats {
     errors: u64,
 }
 
-async fn drive(url: &str, model: &str, secs: u64, conns: usize, stream: bool) -> Stats {
+async fn drive(
+    url: &str,
+    model: &str,
+    secs: u64,
+    conns: usize,
+    stream: bool,
+    rate: Option<f64>,
+) -> Stats {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(conns)
         .build()
@@ -91,14 +111,25 @@ async fn drive(url: &str, model: &str, secs: u64, conns: usize, stream: bool) ->
     // Warm up the connections.
     let warm_until = Instant::now() + Duration::from_millis(500);
     let stop = Instant::now() + Duration::from_millis(500) + Duration::from_secs(secs);
+    // Open loop: connection i starts at i * period / conns and then every `period`.
+    let period = rate.map(|r| Duration::from_secs_f64(conns as f64 / r));
+    let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conns {
+    for i in 0..conns {
         let (client, body, url) = (client.clone(), body.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut next = period.map(|p| start + p.mul_f64(i as f64 / conns as f64));
             while Instant::now() < stop {
-                let t = Instant::now();
+                let t = match (next, period) {
+                    (Some(at), Some(p)) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        next = Some(at + p);
+                        at
+                    }
+                    _ => Instant::now(),
+                };
                 let ok = match client
                     .post(url.as_str())
                     .header("content-type", "application/json")
@@ -133,10 +164,13 @@ async fn drive(url: &str, model: &str, secs: u64, conns: usize, stream: bool) ->
             .copied()
             .unwrap_or_default()
     };
+    let measured = stop
+        .saturating_duration_since(warm_until.max(start))
+        .as_secs_f64();
     Stats {
         p50: pct(0.50),
         p99: pct(0.99),
-        rps: all.len() as f64 / secs as f64,
+        rps: all.len() as f64 / measured,
         errors,
     }
 }
@@ -149,10 +183,18 @@ async fn run(args: &[String]) {
     let (direct, gateway, model) = (&args[0], &args[1], &args[2]);
     let secs: u64 = args[3].parse().unwrap();
     let concurrencies: Vec<usize> = args[4].split(',').map(|c| c.parse().unwrap()).collect();
-    let stream = args.get(5).is_some_and(|s| s == "stream");
+    let stream = args[5..].iter().any(|s| s == "stream");
+    let rate: Option<f64> = args[5..]
+        .iter()
+        .find_map(|s| s.strip_prefix("rate="))
+        .map(|r| r.parse().unwrap());
     println!(
-        "\n{} requests, {secs} s per point",
-        if stream { "streaming" } else { "non-streaming" }
+        "\n{} requests, {secs} s per point, {}",
+        if stream { "streaming" } else { "non-streaming" },
+        match rate {
+            Some(r) => format!("open loop at {r} req/s"),
+            None => "closed loop (back to back)".to_owned(),
+        }
     );
     println!(
         "{:>5} | {:>10} {:>10} {:>9} | {:>10} {:>10} {:>9} | {:>10} {:>10} | {:>6}",
@@ -168,8 +210,8 @@ async fn run(args: &[String]) {
         "errors"
     );
     for c in concurrencies {
-        let d = drive(direct, model, secs, c, stream).await;
-        let g = drive(gateway, model, secs, c, stream).await;
+        let d = drive(direct, model, secs, c, stream, rate).await;
+        let g = drive(gateway, model, secs, c, stream, rate).await;
         println!(
             "{:>5} | {:>8.3}ms {:>8.3}ms {:>9.0} | {:>8.3}ms {:>8.3}ms {:>9.0} | {:>8.3}ms {:>8.3}ms | {:>6}",
             c,
@@ -190,11 +232,14 @@ async fn run(args: &[String]) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("mock") if args.len() == 2 => mock(args[1].parse().unwrap()).await,
+        Some("mock") if (2..=3).contains(&args.len()) => {
+            let latency = args.get(2).map_or(0, |ms| ms.parse().unwrap());
+            mock(args[1].parse().unwrap(), Duration::from_millis(latency)).await
+        }
         Some("run") if args.len() >= 6 => run(&args[1..]).await,
         _ => {
             eprintln!(
-                "usage: gateway_load mock <port>\n       gateway_load run <direct-url> <gateway-url> <model> <secs> <c1,c2,..> [stream]"
+                "usage: gateway_load mock <port> [latency-ms]\n       gateway_load run <direct-url> <gateway-url> <model> <secs> <c1,c2,..> [stream] [rate=<req/s>]"
             );
             std::process::exit(2);
         }

@@ -7,6 +7,7 @@ use wattos_core::{Error, RequestContext, Result, TenantId};
 
 use crate::agents::AgentsService;
 use crate::appdb::{AppDb, DEFAULT_PREFIX};
+use crate::dbpool::{Pool, PoolSpec};
 use crate::gateway::{ModelCatalog, ModelKind};
 use crate::rag::{EmbeddedBackend, PgVectorBackend, RagBackend, RagService, Registry};
 
@@ -24,9 +25,8 @@ fn pick(catalog: &ModelCatalog, preferred: &str, kind: ModelKind) -> Option<Stri
 fn rag_backend(config: &Config) -> Result<Arc<dyn RagBackend>> {
     match (&config.database, config.mode) {
         (Some(db), DeploymentMode::Shared) if db.url.expose().starts_with("postgres") => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(db.max_connections)
-                .acquire_timeout(db.acquire_timeout)
+            let pool = PoolSpec::of(config, Pool::Vectors)
+                .pg()
                 .connect_lazy(db.url.expose())
                 .map_err(|e| {
                     Error::invalid_field("database.url", format!("not a PostgreSQL URL: {e}"))
@@ -49,7 +49,12 @@ pub async fn build_services(
     catalog: &ModelCatalog,
     prefix: Option<&str>,
 ) -> Result<(Option<RagService>, AgentsService)> {
-    let db = AppDb::connect(&AppDb::url_for(config)?, prefix.unwrap_or(DEFAULT_PREFIX)).await?;
+    let db = AppDb::connect_with(
+        &AppDb::url_for(config)?,
+        prefix.unwrap_or(DEFAULT_PREFIX),
+        PoolSpec::of(config, Pool::App),
+    )
+    .await?;
     let ctx = RequestContext::system(TenantId::new(crate::gateway::EMBEDDED_TENANT)?);
     let rag = match pick(
         catalog,

@@ -9,7 +9,6 @@
 use std::sync::Once;
 
 use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
 use wattos_core::config::Config;
 use wattos_core::{Error, Result};
 
@@ -76,6 +75,18 @@ impl AppDb {
     /// `invalid_input` for an unknown scheme or a bad prefix, `unavailable` when the database cannot
     /// be reached.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        Self::connect_with(url, prefix, crate::dbpool::PoolSpec::default()).await
+    }
+
+    /// Like [`AppDb::connect`] with the pool size and acquire timeout of `spec`.
+    ///
+    /// # Errors
+    /// As [`AppDb::connect`].
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        spec: crate::dbpool::PoolSpec,
+    ) -> Result<Self> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         check_prefix(prefix)?;
@@ -87,8 +98,9 @@ impl AppDb {
             ));
         }
         let in_memory = sqlite && url.contains(":memory:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 8 })
+        let pool = spec
+            .any()
+            .max_connections(if in_memory { 1 } else { spec.max_connections })
             .connect(url)
             .await
             .map_err(|e| Error::unavailable("cannot connect to the database").with_source(e))?;

@@ -15,6 +15,8 @@ use wattos_llm::pricing::ModelPrice;
 use wattos_llm::registry::ProviderConfig;
 
 use crate::auth::{Auth, AuthParts, JwtAuthenticator, JwtConfig, JwtKeys, KeyHasher};
+use crate::dbpool::{Pool, PoolSpec};
+use crate::events::{EventPublisher, EventUsageSink, PublishingAudit};
 use crate::gateway::ModelCatalog;
 use crate::gateway::routing::{
     DeploymentHealthCheck, PolicySync, RoutedModel, RouterBackends, build_chat_router,
@@ -23,7 +25,8 @@ use crate::gateway::routing::{
 use crate::settings::{AuthMode, Settings};
 use crate::state::AppState;
 use crate::tenancy::SqlStore;
-use crate::usage::{Operation, SqlUsage};
+use crate::usage::{FanoutUsageSink, Operation, SqlUsage};
+use wattos_llm::usage::UsageSink;
 
 /// Name the local chat model is served under.
 pub const LOCAL_CHAT_MODEL: &str = "smollm2-135m-instruct";
@@ -143,26 +146,66 @@ async fn connect_store(settings: &Settings) -> Result<SqlStore> {
             )
         }
     };
-    SqlStore::connect(&url).await
+    SqlStore::connect_with(&url, PoolSpec::of(core, Pool::Tenancy)).await
 }
 
-/// Rate-limit windows and budgets for the routers: Redis in shared mode (when configured and the
-/// `redis` feature is on), else one in-memory state shared by every router of the process.
-async fn router_state(settings: &Settings) -> Result<RouterBackends> {
-    let mut backends = RouterBackends::default();
+/// The usage writer: on PostgreSQL its own pool (`database.pools.usage`), so bursts of usage
+/// inserts never take connections from authentication; on SQLite the store's pool.
+async fn usage_store(settings: &Settings, store: &SqlStore) -> Result<SqlUsage> {
+    match &settings.core.database {
+        Some(db) if store.backend() == crate::tenancy::Backend::Postgres => {
+            let pool = PoolSpec::of(&settings.core, Pool::Usage)
+                .any()
+                .connect(db.url.expose())
+                .await
+                .map_err(|e| {
+                    Error::unavailable("cannot connect to the usage database").with_source(e)
+                })?;
+            Ok(SqlUsage::with_pool(pool, store.backend()))
+        }
+        _ => Ok(SqlUsage::new(store)),
+    }
+}
+
+/// The instance's Redis connections (`redis.pool_size` of them) in shared mode; rate limits,
+/// revocations and router state share them.
+#[cfg(feature = "redis")]
+type SharedRedis = Option<wattos_llm::state::RedisPool>;
+/// Without the `redis` feature there is never a Redis pool.
+#[cfg(not(feature = "redis"))]
+type SharedRedis = Option<std::convert::Infallible>;
+
+async fn shared_redis(settings: &Settings) -> Result<SharedRedis> {
     #[cfg(feature = "redis")]
     if settings.core.mode == wattos_core::config::DeploymentMode::Shared
         && let Some(redis) = &settings.core.redis
     {
-        let state = Arc::new(
-            wattos_llm::state::RedisState::connect(redis.url.expose(), "wattos:router:").await?,
-        );
+        let pool =
+            wattos_llm::state::RedisPool::connect(redis.url.expose(), redis.pool_size).await?;
+        return Ok(Some(pool));
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = settings;
+    Ok(None)
+}
+
+/// Rate-limit windows and budgets for the routers: Redis in shared mode (keys under
+/// `<redis.key_prefix>router:`), else one in-memory state shared by every router of the process.
+async fn router_state(settings: &Settings, redis: &SharedRedis) -> Result<RouterBackends> {
+    let mut backends = RouterBackends::default();
+    #[cfg(feature = "redis")]
+    if let Some(pool) = redis {
+        let prefix = format!("{}router:", settings.jobs.redis_key_prefix);
+        let state = Arc::new(wattos_llm::state::RedisState::from_pool(
+            pool.clone(),
+            prefix,
+        ));
         backends.windows = Some(state.clone());
         backends.budgets = Some(state);
         return Ok(backends);
     }
     #[cfg(not(feature = "redis"))]
-    let _ = settings;
+    let _ = (settings, redis);
     let state = Arc::new(wattos_llm::state::MemoryState::new());
     backends.windows = Some(state.clone());
     backends.budgets = Some(state);
@@ -173,6 +216,8 @@ async fn build_auth(
     settings: &Settings,
     store: SqlStore,
     usage: Option<Arc<SqlUsage>>,
+    events: &EventPublisher,
+    redis: &SharedRedis,
 ) -> Result<Auth> {
     let core = &settings.core;
     let pepper = settings.auth.key_pepper.as_ref().ok_or_else(|| {
@@ -183,6 +228,8 @@ async fn build_auth(
     })?;
     let mut parts = AuthParts::embedded(store, KeyHasher::new(pepper.expose())?);
     parts.usage = usage.map(|u| u as Arc<dyn crate::tenancy::admin::UsageReporter>);
+    // Every stored audit entry also goes out as an event.
+    parts.audit = Arc::new(PublishingAudit::new(parts.audit.clone(), events.clone()));
     // The platform tenant must exist so a platform admin can create the first tenants and keys.
     let platform = parts.platform_tenant.clone();
     if parts.tenants.get_tenant(&platform).await?.is_none() {
@@ -201,14 +248,19 @@ async fn build_auth(
     }
     parts.request_timeout = Some(core.server.request_timeout);
     #[cfg(feature = "redis")]
-    if core.mode == wattos_core::config::DeploymentMode::Shared
-        && let Some(redis) = &core.redis
-    {
-        let url = redis.url.expose();
+    if let Some(pool) = redis {
         let prefix = settings.jobs.redis_key_prefix.as_str();
-        parts.revocations = Arc::new(crate::auth::RedisRevocations::connect(url, prefix).await?);
-        parts.limiter = Arc::new(crate::auth::RedisRateLimiter::connect(url, prefix).await?);
+        parts.revocations = Arc::new(crate::auth::RedisRevocations::from_pool(
+            pool.clone(),
+            prefix,
+        ));
+        parts.limiter = Arc::new(crate::auth::RedisRateLimiter::from_pool(
+            pool.clone(),
+            prefix,
+        ));
     }
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
     if let Some(jwt) = &settings.auth.jwt {
         let keys = match (&jwt.hs256_secret, &jwt.jwks_url) {
             (Some(secret), _) => JwtKeys::Hs256(secret.expose().as_bytes().to_vec()),
@@ -291,21 +343,37 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         AuthMode::None => None,
         AuthMode::Required => Some(connect_store(&settings).await?),
     };
-    let usage = store.as_ref().map(|s| Arc::new(SqlUsage::new(s)));
-    let mut backends = router_state(&settings).await?;
-    if let Some(u) = &usage {
-        let providers: HashMap<String, String> = chat
-            .iter()
-            .map(|m| (m.name.clone(), m.provider.clone()))
-            .chain(
-                embedding
-                    .iter()
-                    .map(|m| (m.name.clone(), m.provider.clone())),
-            )
-            .collect();
-        backends.chat_usage = Some(u.sink(Operation::Chat, providers.clone()));
-        backends.embedding_usage = Some(u.sink(Operation::Embedding, providers));
-    }
+    let usage = match &store {
+        Some(s) => Some(Arc::new(usage_store(&settings, s).await?)),
+        None => None,
+    };
+    let events = crate::events::build_publisher(&settings).await?;
+    let redis = shared_redis(&settings).await?;
+    let mut backends = router_state(&settings, &redis).await?;
+    let providers: HashMap<String, String> = chat
+        .iter()
+        .map(|m| (m.name.clone(), m.provider.clone()))
+        .chain(
+            embedding
+                .iter()
+                .map(|m| (m.name.clone(), m.provider.clone())),
+        )
+        .collect();
+    // Every usage record goes to the usage table (when there is one) and out as an event.
+    let usage_sink = |op: Operation| -> Arc<dyn UsageSink> {
+        let mut sinks: Vec<Arc<dyn UsageSink>> = Vec::new();
+        if let Some(u) = &usage {
+            sinks.push(u.sink(op, providers.clone()));
+        }
+        sinks.push(Arc::new(EventUsageSink::new(
+            events.clone(),
+            op,
+            providers.clone(),
+        )));
+        Arc::new(FanoutUsageSink::new(sinks))
+    };
+    backends.chat_usage = Some(usage_sink(Operation::Chat));
+    backends.embedding_usage = Some(usage_sink(Operation::Embedding));
     for name in chat
         .iter()
         .map(|m| &m.name)
@@ -340,7 +408,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     )));
     let auth = match store {
         None => None,
-        Some(store) => Some(build_auth(&settings, store, usage).await?),
+        Some(store) => Some(build_auth(&settings, store, usage, &events, &redis).await?),
     };
     let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
     let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;
@@ -350,5 +418,6 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         .with_rag(rag)
         .with_agents(Some(agents))
         .with_jobs(Some(jobs))
-        .with_conversations(Some(conversations)))
+        .with_conversations(Some(conversations))
+        .with_events(Some(events)))
 }

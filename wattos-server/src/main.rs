@@ -9,6 +9,10 @@ use wattos_server::bootstrap::build_state;
 use wattos_server::settings::Settings;
 use wattos_server::{serve, shutdown_signal};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 Usage: wattos-server [--config FILE] [--worker] [--check-config]
 
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(bind);
+        let retention_every = settings.conversations.retention_interval;
         let state = match build_state(settings).await {
             Ok(s) => s,
             Err(e) => {
@@ -113,6 +118,18 @@ fn main() -> ExitCode {
         let worker = state
             .jobs()
             .and_then(|j| j.spawn_worker(stop.child_token()));
+        // Conversation retention needs the tenant registry (authentication on).
+        let retention = match (state.conversations(), state.auth()) {
+            (Some(conv), Some(auth)) => Some(
+                wattos_server::conversations::RetentionSweeper::new(
+                    conv.conversations().clone(),
+                    auth.parts().tenants.clone(),
+                    retention_every,
+                )
+                .spawn(stop.child_token()),
+            ),
+            _ => None,
+        };
         let signal = {
             let stop = stop.clone();
             async move {
@@ -121,14 +138,24 @@ fn main() -> ExitCode {
             }
         };
         let grace = state.config().server.shutdown_grace;
+        let events = state.events().cloned();
         let served = serve(listener, state, signal).await;
         stop.cancel();
+        if let Some(r) = retention {
+            r.abort();
+        }
         if let Some(w) = worker {
             match tokio::time::timeout(grace, w).await {
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "job worker failed"),
                 Err(_) => tracing::warn!("job worker still busy after the grace period"),
                 _ => {}
             }
+        }
+        // Events still buffered get a moment to go out (a down sink cannot hold the exit up).
+        if let Some(ev) = events
+            && !ev.flush(grace.min(std::time::Duration::from_secs(5))).await
+        {
+            tracing::warn!(stats = ?ev.stats(), "platform events still pending at exit were lost");
         }
         match served {
             Ok(()) => ExitCode::SUCCESS,

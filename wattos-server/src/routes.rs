@@ -150,6 +150,8 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         crate::rag::search, crate::rag::answer,
         crate::agents::list_graphs, crate::agents::start_run, crate::agents::list_runs,
         crate::agents::get_run, crate::agents::resume_run, crate::agents::list_checkpoints,
+        crate::jobs::routes::submit_ingestion, crate::jobs::routes::submit_crawl,
+        crate::jobs::routes::job_status,
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -158,6 +160,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         (name = "operations", description = "Health and metrics"),
         (name = "rag", description = "RAG collections, ingestion, search and cited answers"),
         (name = "agents", description = "Agent graphs, runs, human-in-the-loop resume and checkpoints"),
+        (name = "jobs", description = "Asynchronous ingestion and web crawl jobs (202 + job id) and their status"),
     )
 )]
 pub struct ApiDoc;

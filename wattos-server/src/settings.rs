@@ -66,6 +66,10 @@ pub struct Settings {
     pub router: crate::gateway::routing::RouterConfig,
     /// Role, job queue and worker settings (`server.role`, `jobs.*`, `redis.key_prefix`).
     pub jobs: crate::jobs::JobSettings,
+    /// Platform events (`events.*`).
+    pub events: crate::events::EventSettings,
+    /// Conversation retention (`conversations.*`).
+    pub conversations: crate::conversations::ConversationSettings,
 }
 
 impl Settings {
@@ -92,6 +96,17 @@ impl Settings {
         };
         let (providers, router) = read_providers(&mut r);
         let jobs = crate::jobs::JobSettings::read(&mut r);
+        let events = crate::events::EventSettings::read(&mut r, &core);
+        let conversations = crate::conversations::ConversationSettings::read(&mut r);
+        if crate::events::prefixes_overlap(&events.subject_prefix, &jobs.subject_prefix) {
+            r.problem(
+                "events.subject_prefix",
+                format!(
+                    "overlaps jobs.subject_prefix '{}': the two streams need disjoint subjects",
+                    jobs.subject_prefix
+                ),
+            );
+        }
         r.finish()?;
         Ok(Self {
             core,
@@ -100,6 +115,8 @@ impl Settings {
             providers,
             router,
             jobs,
+            events,
+            conversations,
         })
     }
 }

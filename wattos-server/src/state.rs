@@ -25,6 +25,7 @@ struct Inner {
     rag: Option<crate::rag::RagService>,
     agents: Option<crate::agents::AgentsService>,
     jobs: Option<crate::jobs::Jobs>,
+    events: Option<crate::events::EventPublisher>,
     conversations: Option<crate::conversations::ConversationServices>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
@@ -97,6 +98,7 @@ impl AppState {
                 rag: None,
                 agents: None,
                 jobs: None,
+                events: None,
                 conversations: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
@@ -136,13 +138,37 @@ impl AppState {
         self
     }
 
-    /// Sets the background job queue (async ingestion). Call before the state is shared.
+    /// Sets the background job queue (async ingestion). When this instance runs a worker, its
+    /// heartbeat check (`worker`) joins the health checks, so readiness fails when the worker
+    /// loop dies or hangs; start the worker with [`crate::jobs::Jobs::spawn_worker`]. Call before
+    /// the state is shared.
     pub fn with_jobs(mut self, jobs: Option<crate::jobs::Jobs>) -> Self {
         match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.jobs = jobs,
+            Some(inner) => {
+                if let Some(check) = jobs.as_ref().and_then(crate::jobs::Jobs::health_check) {
+                    inner.health.register(check);
+                }
+                inner.jobs = jobs;
+            }
             None => tracing::error!("with_jobs called on a shared AppState; ignored"),
         }
         self
+    }
+
+    /// Sets the platform event publisher (usage and audit events). Call before the state is
+    /// shared.
+    pub fn with_events(mut self, events: Option<crate::events::EventPublisher>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.events = events,
+            None => tracing::error!("with_events called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// The platform event publisher, when configured (subscribe to in-process events with
+    /// [`crate::events::EventPublisher::subscribe`]).
+    pub fn events(&self) -> Option<&crate::events::EventPublisher> {
+        self.inner.events.as_ref()
     }
 
     /// Turns the agents API on (`Some`); register graphs on the service (also after this call).

@@ -2,16 +2,22 @@
 //! required, driven in headless Debian Chromium by `tests/console/console_e2e.mjs`
 //! (playwright-core). Screenshots land in `<target>/console-artifacts/`.
 //!
+//! The chat model is a mock OpenAI endpoint (`wattos_llm::testing::MockServer`, OpenAI's wire
+//! format) configured as a provider: it echoes the prompt, so a RAG answer quotes its numbered
+//! sources and the playground's citation links are really followed. Embeddings are the local
+//! MiniLM (when the models folder is set).
+//!
 //! `scripts/test.sh` installs Chromium and runs `npm ci` in `tests/console`; run directly with
 //! `cargo test` on a machine without them, the test says it is skipped.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+mod jwt_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -39,19 +45,13 @@ fn artifacts() -> PathBuf {
 }
 
 fn jwt(tenant: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"sub": "console-test-operator", "tenant": tenant, "roles": roles,
-        "iss": "wattos-tests", "aud": "wattos", "exp": now + 600, "iat": now,
-        "jti": uuid::Uuid::new_v4().to_string()});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    jwt_support::TestIssuer {
+        secret: SECRET,
+        issuer: "wattos-tests",
+        subject: "console-test-operator",
+        ttl_secs: 600,
+    }
+    .token(tenant, roles)
 }
 
 /// The server binary, killed when dropped.
@@ -60,6 +60,7 @@ struct Server {
     base: String,
     models: bool,
     _data: TempDir,
+    _upstream: wattos_llm::testing::MockServer,
 }
 
 struct TempDir(PathBuf);
@@ -79,6 +80,17 @@ async fn start_server() -> Server {
     let models = std::env::var("WATTOS_MODELS__DIR")
         .map(|d| Path::new(&d).is_dir())
         .unwrap_or(false);
+    std::fs::create_dir_all(&data.0).unwrap();
+    let upstream = wattos_llm::testing::MockServer::openai().await;
+    let config = data.0.join("wattos.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[llm.providers.mock-gpt]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-console\"\nmodel = \"gpt-4o-mini\"\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wattos-server"));
     // The server rejects unknown WATTOS_* settings: drop the test harness' own variables
     // (SDK_TEST_PYTHON, WATTOS_CONSOLE_*, ...) and keep only the models folder.
@@ -94,7 +106,8 @@ async fn start_server() -> Server {
         .env("WATTOS_AUTH__JWT__HS256_SECRET", SECRET)
         .env("WATTOS_AUTH__JWT__ISSUER", "wattos-tests")
         .env("WATTOS_AUTH__JWT__AUDIENCE", "wattos")
-        .env("WATTOS_MODELS__LOCAL_CHAT", models.to_string())
+        .env("WATTOS_CONFIG", &config)
+        .env("WATTOS_MODELS__LOCAL_CHAT", "false")
         .env("WATTOS_MODELS__LOCAL_EMBEDDINGS", models.to_string())
         .env("WATTOS_TELEMETRY__LOG_FORMAT", "json")
         .stdout(Stdio::piped())
@@ -119,6 +132,7 @@ async fn start_server() -> Server {
         base,
         models,
         _data: data,
+        _upstream: upstream,
     }
 }
 

@@ -1,12 +1,14 @@
 //! Conversations and feedback over HTTP: a thread survives a server restart (SQLite under
 //! `data_dir`) and continues through `/v1/chat/completions` with history trimmed to the model's
-//! context window; feedback is recorded, reported and exported as a BEIR set; the routes are in the
-//! OpenAPI document.
+//! context window; RAG answers and streamed answers continue a thread too, and a failed stream
+//! stores nothing; retention deletes only expired threads of tenants that set it; feedback is
+//! recorded, reported and exported as a BEIR set; the routes are in the OpenAPI document.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use wattos_core::config::Config;
 use wattos_core::llm::*;
@@ -16,9 +18,19 @@ use wattos_server::gateway::ModelCatalog;
 use wattos_server::{AppState, app};
 
 /// Answers with how many messages it was sent and the last user text; records each request.
-/// A 400-token context window, so long threads must be trimmed.
+/// A 400-token context window, so long threads must be trimmed. Streams word by word; a last user
+/// message containing "break" fails mid-stream.
 struct Counter {
     seen: Arc<Mutex<Vec<Vec<Message>>>>,
+}
+
+fn last_user(req: &ChatRequest) -> String {
+    req.messages
+        .iter()
+        .rev()
+        .find(|m| matches!(m, Message::User { .. }))
+        .map(Message::text)
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -33,14 +45,30 @@ impl ChatModel for Counter {
             ..Capabilities::default()
         }
     }
+    async fn chat_stream(&self, ctx: &RequestContext, req: ChatRequest) -> Result<ChatStream> {
+        let broken = last_user(&req).contains("break");
+        let resp = self.chat(ctx, req).await?;
+        let mut items: Vec<Result<ChatDelta>> = Vec::new();
+        for word in resp.text().split_inclusive(' ') {
+            items.push(Ok(ChatDelta::Text { text: word.into() }));
+            if broken {
+                items.push(Err(wattos_core::Error::upstream(
+                    "counter",
+                    Some(500),
+                    true,
+                    "connection reset mid-stream",
+                )));
+                return Ok(futures::stream::iter(items).boxed());
+            }
+        }
+        items.push(Ok(ChatDelta::Usage(resp.usage)));
+        items.push(Ok(ChatDelta::Finish {
+            reason: FinishReason::Stop,
+        }));
+        Ok(futures::stream::iter(items).boxed())
+    }
     async fn chat(&self, _ctx: &RequestContext, req: ChatRequest) -> Result<ChatResponse> {
-        let last = req
-            .messages
-            .iter()
-            .rev()
-            .find(|m| matches!(m, Message::User { .. }))
-            .map(Message::text)
-            .unwrap_or_default();
+        let last = last_user(&req);
         let text = format!("saw {} messages; last: {last}", req.messages.len());
         self.seen.lock().unwrap().push(req.messages.clone());
         Ok(ChatResponse {
@@ -77,8 +105,17 @@ async fn start(dir: &std::path::Path, seen: Arc<Mutex<Vec<Vec<Message>>>>) -> Se
     .unwrap();
     let mut catalog = ModelCatalog::default();
     catalog.add_chat("counter-1", "wattos", Arc::new(Counter { seen }));
+    catalog.add_embedding(
+        "hashing-embedder",
+        "wattos",
+        wattos_core::test_utils::embed::HashingEmbedder::shared(64),
+    );
     let services = ConversationServices::open(&config).await.unwrap();
+    let (rag, _) = wattos_server::apis::build_services(&config, &catalog, None)
+        .await
+        .unwrap();
     let state = AppState::with_parts(config.clone(), AppState::default_health(&config), catalog)
+        .with_rag(rag)
         .with_conversations(Some(services));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -288,6 +325,305 @@ async fn thread_survives_restart_and_continues_with_trimmed_history() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+async fn new_thread(c: &reqwest::Client, base: &str) -> String {
+    let r = c
+        .post(format!("{base}/v1/conversations"))
+        .json(&json!({"title": "Energy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn thread_messages(c: &reqwest::Client, base: &str, id: &str) -> Vec<Value> {
+    let v: Value = c
+        .get(format!("{base}/v1/conversations/{id}/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"].as_array().unwrap().clone()
+}
+
+/// The text of a stored message (its content parts joined).
+fn text_of(m: &Value) -> String {
+    match &m["message"]["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        other => panic!("no content: {other}"),
+    }
+}
+
+/// `data:` payloads of an SSE body (event names ignored).
+fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn rag_answers_and_streams_continue_a_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let c = reqwest::Client::new();
+    let server = start(dir.path(), seen.clone()).await;
+    let base = server.base.clone();
+    let r = c
+        .post(format!("{base}/v1/rag/collections"))
+        .json(&json!({"name": "energy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .post(format!("{base}/v1/rag/collections/energy/documents"))
+        .json(&json!({"documents": [
+            {"id": "pumps.md", "text": "Heat pumps move heat from outside air into the house."},
+            {"id": "solar.md", "text": "Solar panels turn sunlight into electricity."}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let id = new_thread(&c, &base).await;
+    let answer_url = format!("{base}/v1/rag/collections/energy/answer");
+    let ask = |question: &str, stream: bool| {
+        json!({"question": question, "conversation_id": id, "model": "counter-1",
+               "top_k": 1, "context_tokens": 64, "max_tokens": 20, "stream": stream})
+    };
+
+    // First RAG turn: the model gets instructions + sources/question; the thread keeps the plain
+    // question and the answer.
+    let r = c
+        .post(&answer_url)
+        .json(&ask("What do heat pumps do?", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get(CONVERSATION_HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        id
+    );
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(seen.lock().unwrap().last().unwrap().len(), 2);
+    let msgs = thread_messages(&c, &base, &id).await;
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(text_of(&msgs[0]), "What do heat pumps do?");
+    assert_eq!(text_of(&msgs[1]), first["answer"]);
+    assert_eq!(msgs[1]["model"], "counter-1");
+
+    // Follow-up: the earlier turn goes between the instructions and the new question.
+    let r = c
+        .post(&answer_url)
+        .json(&ask("And in winter?", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = seen.lock().unwrap().last().unwrap().clone();
+    let roles: Vec<&str> = sent.iter().map(Message::role).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    assert_eq!(sent[1], Message::user("What do heat pumps do?"));
+    assert!(sent[3].text().ends_with("Question: And in winter?"));
+
+    // Streamed RAG answer: stored once `done` was sent, with the same text.
+    let r = c
+        .post(&answer_url)
+        .json(&ask("Does it work at night?", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(CONVERSATION_HEADER).is_some());
+    let body = r.text().await.unwrap();
+    let done: Value = serde_json::from_str(sse_data(&body).last().unwrap()).unwrap();
+    assert_eq!(done["object"], "rag.answer", "{body}");
+    assert_eq!(seen.lock().unwrap().last().unwrap().len(), 6);
+    let msgs = thread_messages(&c, &base, &id).await;
+    assert_eq!(msgs.len(), 6);
+    assert_eq!(text_of(&msgs[5]), done["answer"]);
+
+    // Streamed chat completion on the same thread.
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(
+            &json!({"model": "counter-1", "stream": true, "conversation_id": id,
+                      "messages": [{"role": "user", "content": "Thanks, summarise please"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(CONVERSATION_HEADER).is_some());
+    let data = sse_data(&r.text().await.unwrap());
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let streamed: String = data[..data.len() - 1]
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(streamed, "saw 7 messages; last: Thanks, summarise please");
+    let msgs = thread_messages(&c, &base, &id).await;
+    assert_eq!(msgs.len(), 8);
+    assert_eq!(text_of(&msgs[7]), streamed);
+
+    // A stream that fails mid-way stores nothing (the client sees the error and may retry).
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(
+            &json!({"model": "counter-1", "stream": true, "conversation_id": id,
+                      "messages": [{"role": "user", "content": "please break now"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let data = sse_data(&r.text().await.unwrap());
+    assert!(data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
+    assert_ne!(data.last().unwrap(), "[DONE]");
+    let r = c
+        .post(&answer_url)
+        .json(&ask("break the RAG stream", true))
+        .send()
+        .await
+        .unwrap();
+    let body = r.text().await.unwrap();
+    assert!(body.contains("event: error"), "{body}");
+    assert_eq!(thread_messages(&c, &base, &id).await.len(), 8);
+
+    // Bad or unknown threads are refused before any model call.
+    let calls = seen.lock().unwrap().len();
+    let r = c
+        .post(&answer_url)
+        .json(&json!({"question": "q", "conversation_id": "  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "conversation_id", "{e}");
+    let r = c
+        .post(&answer_url)
+        .json(&json!({"question": "q", "conversation_id": "no-such-thread", "model": "counter-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(seen.lock().unwrap().len(), calls);
+}
+
+#[tokio::test]
+async fn retention_deletes_only_expired_threads_of_tenants_that_set_it() {
+    use wattos_core::tenancy::{Retention, Tenant, TenantStore};
+    use wattos_core::{Principal, TenantId};
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_sources(
+        None,
+        vec![(
+            "WATTOS_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        )],
+    )
+    .unwrap();
+    let services = ConversationServices::open(&config).await.unwrap();
+    let tenants = Arc::new(
+        wattos_server::tenancy::SqlStore::connect("sqlite::memory:")
+            .await
+            .unwrap(),
+    );
+    let user = |t: &str| {
+        RequestContext::new(
+            TenantId::new(t).unwrap(),
+            Principal::user("alice", ["member"]),
+        )
+    };
+    let store = services.conversations().store().clone();
+    let mut ids = std::collections::HashMap::new();
+    for t in ["keeps-30d", "keeps-forever"] {
+        let id = TenantId::new(t).unwrap();
+        tenants
+            .create_tenant(&Tenant {
+                id: id.clone(),
+                name: t.into(),
+                disabled: false,
+                created_at_ms: 0,
+            })
+            .await
+            .unwrap();
+        if t == "keeps-30d" {
+            let mut cfg = tenants.get_config(&id).await.unwrap();
+            cfg.retention = Retention {
+                data_days: Some(30),
+                ..Retention::default()
+            };
+            tenants.put_config(&id, &cfg).await.unwrap();
+        }
+        for age in ["old", "fresh"] {
+            let c = store
+                .create(
+                    &user(t),
+                    wattos_agents::conversation::NewConversation::default(),
+                )
+                .await
+                .unwrap();
+            ids.insert((t, age), c.id);
+        }
+    }
+    // Age the "old" threads by 31 days, directly in the database.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("conversations.db").display()
+    ))
+    .await
+    .unwrap();
+    let month_ago = chrono_ms() - 31 * 86_400_000;
+    for t in ["keeps-30d", "keeps-forever"] {
+        sqlx::query("UPDATE wattos_conversations SET updated_ms = ? WHERE id = ?")
+            .bind(month_ago)
+            .bind(&ids[&(t, "old")])
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let sweeper = wattos_server::conversations::RetentionSweeper::new(
+        services.conversations().clone(),
+        tenants,
+        std::time::Duration::from_secs(3600),
+    );
+    assert_eq!(sweeper.sweep_once().await.unwrap(), 1);
+    let exists = |t: &'static str, age: &'static str| {
+        let store = store.clone();
+        let id = ids[&(t, age)].clone();
+        async move { store.get(&user(t), &id).await.is_ok() }
+    };
+    assert!(!exists("keeps-30d", "old").await);
+    assert!(exists("keeps-30d", "fresh").await);
+    assert!(exists("keeps-forever", "old").await);
+    assert!(exists("keeps-forever", "fresh").await);
+    // Idempotent: a second sweep (or another instance's) finds nothing more.
+    assert_eq!(sweeper.sweep_once().await.unwrap(), 0);
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[tokio::test]

@@ -8,10 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+mod jwt_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use wattos_core::config::ConfigSources;
 use wattos_server::bootstrap::build_state;
@@ -333,18 +334,13 @@ fn dashboards_are_valid_grafana_json() {
 const SECRET: &str = "a-dashboards-test-hs256-secret-32-bytes!";
 
 fn jwt(tenant: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"sub": "ops", "tenant": tenant, "roles": roles, "iss": "wattos-tests",
-        "aud": "wattos", "exp": now + 600, "iat": now, "jti": uuid::Uuid::new_v4().to_string()});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    jwt_support::TestIssuer {
+        secret: SECRET,
+        issuer: "wattos-tests",
+        subject: "ops",
+        ttl_secs: 600,
+    }
+    .token(tenant, roles)
 }
 
 /// Serves the configured server (auth on), sends the kinds of requests operators see, and

@@ -415,3 +415,75 @@ async fn binary_serves_health_and_stops_on_sigterm() {
     assert_eq!(access["status"], 200);
     assert!(access["spans"][0].get("trace_id").is_some());
 }
+
+#[tokio::test]
+async fn job_routes_without_a_queue_are_documented_and_answer_404_not_found() {
+    let server = start(AppState::new(config(&[]))).await;
+    let http = reqwest::Client::new();
+    let spec: serde_json::Value = reqwest::get(server.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &spec["paths"];
+    assert!(
+        paths["/v1/rag/collections/{collection}/jobs"]["post"]["responses"]["404"].is_object(),
+        "{paths}"
+    );
+    assert!(paths["/v1/jobs/{id}"]["get"]["responses"]["404"].is_object());
+
+    let doc = serde_json::json!({"documents": [{"id": "a", "text": "hello"}]});
+    let r = http
+        .post(server.url("/v1/rag/collections/docs/jobs"))
+        .json(&doc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("background jobs are not configured"),
+        "{body}"
+    );
+    let r = http
+        .get(server.url("/v1/jobs/job_0123456789abcdef0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not configured"),
+        "{body}"
+    );
+
+    // Bad input is still a 400 naming the field, queue or not.
+    for (url, body, param) in [
+        (
+            "/v1/rag/collections/Bad%20Name/jobs",
+            doc.clone(),
+            "collection",
+        ),
+        (
+            "/v1/rag/collections/docs/jobs",
+            serde_json::json!({"documents": []}),
+            "documents",
+        ),
+    ] {
+        let r = http.post(server.url(url)).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        let b: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(b["error"]["param"], param, "{b}");
+    }
+    let r = http.get(server.url("/v1/jobs/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    server.shutdown().await;
+}

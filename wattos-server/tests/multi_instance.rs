@@ -6,7 +6,11 @@
 //! * an API key created on one instance works on the others;
 //! * a key revoked on one instance is refused by the others within a second;
 //! * a worker killed with SIGKILL in the middle of an ingestion job loses nothing: the job is
-//!   redelivered to another instance and its documents are stored exactly once.
+//!   redelivered to another instance and its documents are stored exactly once;
+//! * a tenant budget (reserved and settled in Redis) is never exceeded by concurrent requests
+//!   spread over the three, against a mock upstream whose calls have a known cost;
+//! * an agent run interrupted (the built-in `approval` graph) on one instance is listed on a
+//!   second and resumed on the third.
 //!
 //! Needs `PGVECTOR_TEST_URL` (the ingestion workers store vectors with pgvector; every other
 //! table lives in the same database), `REDIS_TEST_URL`, `NATS_TEST_URL` and, for the job test,
@@ -14,13 +18,15 @@
 #![cfg(all(feature = "redis", feature = "nats"))]
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod jwt_support;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use sqlx::Connection;
+use wattos_llm::testing::{Fault, MockServer};
 
 const SECRET: &str = "a-multi-instance-hs256-secret-of-32-bytes+";
 
@@ -28,18 +34,13 @@ const SECRET: &str = "a-multi-instance-hs256-secret-of-32-bytes+";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn jwt(tenant: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"sub": "ops", "tenant": tenant, "roles": roles, "iss": "wattos-mi", "aud": "wattos",
-        "exp": now + 900, "iat": now, "jti": uuid::Uuid::new_v4().to_string()});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    jwt_support::TestIssuer {
+        secret: SECRET,
+        issuer: "wattos-mi",
+        subject: "ops",
+        ttl_secs: 900,
+    }
+    .token(tenant, roles)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -90,10 +91,11 @@ fn free_port() -> u16 {
 
 impl Fleet {
     async fn start(pg: &str, redis: &str, nats: &str, embeddings: bool) -> Self {
-        Self::start_roles(pg, redis, nats, &["all", "all", "all"], embeddings, 1).await
+        Self::start_roles(pg, redis, nats, &["all", "all", "all"], embeddings, 1, None).await
     }
 
-    /// One process per entry of `roles` (`all`, `api` or `worker`).
+    /// One process per entry of `roles` (`all`, `api` or `worker`); `file` is a TOML
+    /// configuration file every instance reads (e.g. providers).
     async fn start_roles(
         pg: &str,
         redis: &str,
@@ -101,6 +103,7 @@ impl Fleet {
         roles: &[&str],
         embeddings: bool,
         concurrency: usize,
+        file: Option<String>,
     ) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("wattos_mi_{tag}");
@@ -112,6 +115,8 @@ impl Fleet {
         let db_url = with_database(pg, &db_name);
         let dir = std::env::temp_dir().join(format!("wattos-mi-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let config_file = dir.join("wattos.toml");
+        std::fs::write(&config_file, file.unwrap_or_default()).unwrap();
         let mut instances = Vec::new();
         for (i, role) in roles.iter().enumerate() {
             let port = free_port();
@@ -135,6 +140,9 @@ impl Fleet {
                 ("WATTOS_JOBS__STATUS_BUCKET", format!("mi_{tag}")),
                 ("WATTOS_JOBS__ACK_WAIT", "3s".into()),
                 ("WATTOS_JOBS__CONCURRENCY", concurrency.to_string()),
+                ("WATTOS_EVENTS__STREAM", format!("MI_{tag}_EVENTS")),
+                ("WATTOS_EVENTS__SUBJECT_PREFIX", format!("mievents.{tag}")),
+                ("WATTOS_CONFIG", config_file.display().to_string()),
                 ("WATTOS_SERVER__ROLE", (*role).to_owned()),
                 (
                     "WATTOS_AUTH__KEY_PEPPER",
@@ -242,6 +250,7 @@ impl Fleet {
             let _ = js.delete_stream(format!("MI_{}", self.tag)).await;
             let _ = js.delete_stream(format!("MI_{}_DLQ", self.tag)).await;
             let _ = js.delete_stream(format!("mi_{}", self.tag)).await;
+            let _ = js.delete_stream(format!("MI_{}_EVENTS", self.tag)).await;
         }
         if let Ok(client) = redis::Client::open(self.redis.as_str())
             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
@@ -386,6 +395,167 @@ async fn rate_limits_keys_and_revocations_are_shared_by_three_instances() {
     eprintln!(
         "revocation enforced on all instances after {:?}",
         revoked_at.elapsed()
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_and_interrupted_agent_runs_are_shared_by_three_instances() {
+    let (Some(pg), Some(redis), Some(nats)) = (
+        env("PGVECTOR_TEST_URL"),
+        env("REDIS_TEST_URL"),
+        env("NATS_TEST_URL"),
+    ) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    // The mock answers "Echo: <last user message>" and reports len/4 + 1 output tokens: "Echo:
+    // spend" is 3. At $1 per output token (input free) every call costs exactly $3, and with
+    // max_tokens 3 the router reserves exactly $3 before calling.
+    let mock = MockServer::openai().await;
+    let file = format!(
+        "[llm.providers.mi-gpt]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk\"\nmodel = \"gpt-4o-mini\"\nprice = {{ input = 0.0, output = 1000000.0 }}\n",
+        mock.base_url()
+    );
+    let fleet = Fleet::start_roles(
+        &pg,
+        &redis,
+        &nats,
+        &["all", "all", "all"],
+        false,
+        1,
+        Some(file),
+    )
+    .await;
+    let http = reqwest::Client::new();
+
+    // A $10 monthly budget admits exactly three $3 calls of twelve concurrent ones spread over
+    // the three instances (each admitted call is held upstream for 300 ms, so reservations of
+    // all instances overlap); the others are refused with 402 before reaching the upstream.
+    let config = json!({"budgets": {"monthly_usd": 10.0}});
+    let (key, _) = create_tenant_with_key(&http, fleet.base(0), "budget", config).await;
+    for _ in 0..12 {
+        mock.push_fault(Fault::Latency(Duration::from_millis(300)));
+    }
+    let chat = |i: usize| {
+        let req = http
+            .post(format!("{}/v1/chat/completions", fleet.base(i % 3)))
+            .bearer_auth(&key)
+            .json(&json!({"model": "mi-gpt", "max_tokens": 3,
+                          "messages": [{"role": "user", "content": "spend"}]}));
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let answers = futures::future::join_all((0..12).map(chat)).await;
+    let admitted: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    let refused = answers.iter().filter(|(s, _)| *s == 402).count();
+    assert_eq!(admitted.len() + refused, 12, "{answers:?}");
+    assert_eq!(admitted.len(), 3, "{answers:?}");
+    for (_, a) in &admitted {
+        assert_eq!(a["usage"]["completion_tokens"], 3, "{a}");
+    }
+    assert_eq!(
+        mock.requests().len(),
+        3,
+        "refused calls never reach the upstream"
+    );
+    // Spent $9 of $10: a fourth call would exceed the budget, on any instance.
+    for i in 0..3 {
+        let (status, body) = chat(i).await;
+        assert_eq!(status, 402, "{body}");
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+    }
+    assert_eq!(mock.requests().len(), 3);
+    // The usage all instances recorded adds up to what was spent: $9, within the budget.
+    let mut total = f64::NAN;
+    for _ in 0..100 {
+        let r: Value = http
+            .get(format!("{}/v1/admin/usage", fleet.base(2)))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total = r["total_cost_usd"].as_f64().unwrap_or(f64::NAN);
+        if (total - 9.0).abs() < 1e-9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!((total - 9.0).abs() < 1e-9, "recorded cost {total}");
+    eprintln!("budget: 3 of 12 concurrent $3 calls admitted under $10 across 3 instances");
+
+    // An approval run drafted on instance 0 stops before `publish`; instance 1 lists it as
+    // pending, instance 2 resumes it, and it is then done everywhere.
+    mock.reset();
+    let (agent_key, _) = create_tenant_with_key(&http, fleet.base(0), "agents", json!({})).await;
+    let agents = |i: usize| format!("{}/v1/agents", fleet.base(i));
+    let thread = format!("ticket-{}", fleet.tag);
+    let r = http
+        .post(format!("{}/graphs/approval/runs", agents(0)))
+        .bearer_auth(&agent_key)
+        .json(&json!({"input": {"request": "Please refund order 1234."}, "thread_id": thread}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["status"], "interrupted", "{run}");
+    assert_eq!(run["interrupts"][0]["node"], "publish");
+    let draft = run["state"]["draft"].as_str().unwrap().to_owned();
+    assert_eq!(draft, "Echo: Please refund order 1234.");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let pending: Value = http
+        .get(format!("{}/runs?status=interrupted", agents(1)))
+        .bearer_auth(&agent_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["data"][0]["id"], id.as_str(), "{pending}");
+    let r = http
+        .post(format!("{}/runs/{id}/resume", agents(2)))
+        .bearer_auth(&agent_key)
+        .json(&json!({"action": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["state"]["published"], true);
+    assert_eq!(done["state"]["reply"], draft.as_str());
+    assert_eq!(mock.requests().len(), 1, "resuming does not draft again");
+    for i in [0, 1] {
+        let r: Value = http
+            .get(format!("{}/runs/{id}", agents(i)))
+            .bearer_auth(&agent_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "completed", "instance {i}: {r}");
+    }
+    let r = http
+        .post(format!("{}/runs/{id}/resume", agents(0)))
+        .bearer_auth(&agent_key)
+        .json(&json!({"action": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "a run resumes once, whichever instance is asked"
     );
     fleet.stop().await;
 }
@@ -599,7 +769,7 @@ async fn ingest_throughput_with_1_2_3_workers() {
     for workers in 1..=3 {
         let mut roles = vec!["api"];
         roles.extend(std::iter::repeat_n("worker", workers));
-        let fleet = Fleet::start_roles(&pg, &redis, &nats, &roles, true, 1).await;
+        let fleet = Fleet::start_roles(&pg, &redis, &nats, &roles, true, 1, None).await;
         let http = reqwest::Client::new();
         let (key, _) = create_tenant_with_key(&http, fleet.base(0), "bench", json!({})).await;
         let r = http

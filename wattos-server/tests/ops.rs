@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod jwt_support;
+
 use std::time::Duration;
 
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use wattos_core::config::ConfigSources;
 use wattos_llm::testing::{Fault, MockServer};
@@ -17,18 +18,13 @@ use wattos_server::settings::Settings;
 const SECRET: &str = "a-test-hs256-secret-of-at-least-32-bytes!";
 
 fn jwt(tenant: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"sub": "ops", "tenant": tenant, "roles": roles, "iss": "wattos-tests",
-        "aud": "wattos", "exp": now + 600, "iat": now, "jti": uuid::Uuid::new_v4().to_string()});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    jwt_support::TestIssuer {
+        secret: SECRET,
+        issuer: "wattos-tests",
+        subject: "ops",
+        ttl_secs: 600,
+    }
+    .token(tenant, roles)
 }
 
 struct Server {
@@ -286,6 +282,20 @@ async fn chat_goes_through_the_router_with_budgets_allow_lists_and_usage_reports
         .await;
     assert_eq!(resp.status(), 402);
     assert_eq!(mock.requests().len(), 3);
+    // The budget gauge says a tenant budget is spent, without naming the tenant.
+    let m = s.metrics().await;
+    assert!(
+        sample(
+            &m,
+            "llm_budget_utilization_ratio",
+            &["scope=\"tenant\"", "period=\"monthly\""]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        !m.contains(&s.tenant),
+        "a tenant id leaked into the metrics"
+    );
 
     // Raised again: calls flow.
     s.put_config(json!({"budgets": {"monthly_usd": 1000.0}}))

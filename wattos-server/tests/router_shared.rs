@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use jsonwebtoken::{EncodingKey, Header};
+mod jwt_support;
+
 use serde_json::{Value, json};
 use wattos_core::config::ConfigSources;
 use wattos_llm::testing::MockServer;
@@ -13,18 +14,13 @@ use wattos_server::settings::Settings;
 const SECRET: &str = "a-test-hs256-secret-of-at-least-32-bytes!";
 
 fn jwt(tenant: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"sub": "ops", "tenant": tenant, "roles": roles, "iss": "wattos-tests",
-        "aud": "wattos", "exp": now + 600, "iat": now, "jti": uuid::Uuid::new_v4().to_string()});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    jwt_support::TestIssuer {
+        secret: SECRET,
+        issuer: "wattos-tests",
+        subject: "ops",
+        ttl_secs: 600,
+    }
+    .token(tenant, roles)
 }
 
 async fn instance(db: &str, redis: &str, nats: &str, file: &str) -> String {
@@ -42,6 +38,8 @@ async fn instance(db: &str, redis: &str, nats: &str, file: &str) -> String {
         ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
         ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
         ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
+        // Events are tested in events_nats.rs; keep the machine's NATS free of this test's.
+        ("WATTOS_EVENTS__SINK", "none".into()),
     ];
     let sources = ConfigSources {
         file: Some(("wattos.toml".into(), file.to_owned())),

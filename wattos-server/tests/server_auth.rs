@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use jsonwebtoken::{EncodingKey, Header};
+mod jwt_support;
+
 use serde_json::{Value, json};
 use wattos_core::config::ConfigSources;
 use wattos_server::bootstrap::build_state;
@@ -13,18 +14,13 @@ use wattos_server::settings::Settings;
 const SECRET: &str = "a-test-hs256-secret-of-at-least-32-bytes!";
 
 fn jwt(tenant: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({"sub": "ops", "tenant": tenant, "roles": roles, "iss": "wattos-tests", "aud": "wattos",
-        "exp": now + 600, "iat": now, "jti": uuid::Uuid::new_v4().to_string()});
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    jwt_support::TestIssuer {
+        secret: SECRET,
+        issuer: "wattos-tests",
+        subject: "ops",
+        ttl_secs: 600,
+    }
+    .token(tenant, roles)
 }
 
 #[tokio::test]

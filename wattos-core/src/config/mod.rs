@@ -111,10 +111,72 @@ impl Default for ServerConfig {
 pub struct DatabaseConfig {
     /// `postgres://` URL.
     pub url: Secret<String>,
-    /// Pool size. Default 10.
+    /// Default size of every pool (`database.max_connections`). Default 10.
     pub max_connections: u32,
     /// How long to wait for a pooled connection. Default 5 s.
     pub acquire_timeout: Duration,
+    /// The size of each connection pool an instance opens (`database.pools.*`).
+    pub pools: PoolSizes,
+}
+
+/// Most connections any one pool may be given.
+pub const MAX_POOL_SIZE: u32 = 1000;
+
+/// The size of each PostgreSQL pool an instance opens. Pools open connections on demand (none at
+/// start) up to their size, so the sum is what one instance may hold at peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// Tenants, API keys, tenant configuration and the audit log (`database.pools.tenancy`).
+    pub tenancy: u32,
+    /// RAG collections and documents, agent runs (`database.pools.app`).
+    pub app: u32,
+    /// pgvector chunk tables (`database.pools.vectors`).
+    pub vectors: u32,
+    /// The usage writer and usage reports (`database.pools.usage`; default 2: one batch writer).
+    pub usage: u32,
+    /// Agent checkpoints (`database.pools.checkpoints`).
+    pub checkpoints: u32,
+    /// Conversations and feedback (`database.pools.conversations`).
+    pub conversations: u32,
+}
+
+impl PoolSizes {
+    /// Every pool at `size`, except `usage` (at most 2).
+    pub fn uniform(size: u32) -> Self {
+        Self {
+            tenancy: size,
+            app: size,
+            vectors: size,
+            usage: size.min(2),
+            checkpoints: size,
+            conversations: size,
+        }
+    }
+
+    /// The most connections one instance opens: the sum of every pool.
+    pub fn total(&self) -> u32 {
+        self.tenancy + self.app + self.vectors + self.usage + self.checkpoints + self.conversations
+    }
+
+    fn read(r: &mut ConfigReader, default: u32) -> Self {
+        let d = Self::uniform(default);
+        let size = |r: &mut ConfigReader, name: &str, default: u32| {
+            let key = format!("database.pools.{name}");
+            let v: u32 = r.or(&key, default);
+            if v == 0 || v > MAX_POOL_SIZE {
+                r.problem(&key, format!("must be 1..={MAX_POOL_SIZE}"));
+            }
+            v
+        };
+        Self {
+            tenancy: size(r, "tenancy", d.tenancy),
+            app: size(r, "app", d.app),
+            vectors: size(r, "vectors", d.vectors),
+            usage: size(r, "usage", d.usage),
+            checkpoints: size(r, "checkpoints", d.checkpoints),
+            conversations: size(r, "conversations", d.conversations),
+        }
+    }
 }
 
 /// Redis settings.
@@ -122,7 +184,13 @@ pub struct DatabaseConfig {
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL.
     pub url: Secret<String>,
+    /// Multiplexed connections each Redis client of an instance (rate limits, revocations, router
+    /// budgets and windows) spreads its commands over (`redis.pool_size`). Default 2.
+    pub pool_size: usize,
 }
+
+/// Most multiplexed connections one Redis client may open.
+pub const MAX_REDIS_POOL_SIZE: usize = 64;
 
 /// NATS settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -312,27 +380,46 @@ impl Config {
         } else {
             r.optional("database.url")
         };
+        // Read (and validated) with or without a URL, so a pool setting alone is not "unknown".
+        let max_connections: u32 = r.or("database.max_connections", 10);
+        if max_connections == 0 || max_connections > MAX_POOL_SIZE {
+            r.problem(
+                "database.max_connections",
+                format!("must be 1..={MAX_POOL_SIZE}"),
+            );
+        }
+        let acquire_timeout: Duration = r.or("database.acquire_timeout", Duration::from_secs(5));
+        if acquire_timeout.is_zero() {
+            r.problem("database.acquire_timeout", "must be greater than zero");
+        }
+        let pools = PoolSizes::read(r, max_connections.clamp(1, MAX_POOL_SIZE));
         let database = db_url.map(|url| {
             check_scheme(r, "database.url", &url, &["postgres", "postgresql"]);
             DatabaseConfig {
                 url,
-                max_connections: r.or("database.max_connections", 10),
-                acquire_timeout: r.or("database.acquire_timeout", Duration::from_secs(5)),
+                max_connections,
+                acquire_timeout,
+                pools,
             }
         });
-        if database.is_none() {
-            // Still validate and mark as read so a pool setting alone is not "unknown".
-            let _: Option<u32> = r.optional("database.max_connections");
-            let _: Option<Duration> = r.optional("database.acquire_timeout");
-        }
         let redis_url: Option<Secret<String>> = if shared {
             r.required("redis.url", why)
         } else {
             r.optional("redis.url")
         };
+        let redis_pool: usize = r.or("redis.pool_size", 2);
+        if redis_pool == 0 || redis_pool > MAX_REDIS_POOL_SIZE {
+            r.problem(
+                "redis.pool_size",
+                format!("must be 1..={MAX_REDIS_POOL_SIZE}"),
+            );
+        }
         let redis = redis_url.map(|url| {
             check_scheme(r, "redis.url", &url, &["redis", "rediss"]);
-            RedisConfig { url }
+            RedisConfig {
+                url,
+                pool_size: redis_pool.clamp(1, MAX_REDIS_POOL_SIZE),
+            }
         });
         let nats_url: Option<Secret<String>> = if shared {
             r.required("nats.url", why)
@@ -489,6 +576,65 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert_eq!(c.database.unwrap().max_connections, 10);
+    }
+
+    #[test]
+    fn pool_sizes_default_to_max_connections_and_are_validated() {
+        let shared = [
+            ("WATTOS_MODE", "shared"),
+            ("WATTOS_DATABASE__URL", "postgres://db/wattos"),
+            ("WATTOS_REDIS__URL", "redis://cache"),
+            ("WATTOS_NATS__URL", "nats://bus"),
+        ];
+        let c = Config::from_sources(None, env(&shared)).unwrap();
+        let db = c.database.unwrap();
+        assert_eq!(db.pools, PoolSizes::uniform(10));
+        assert_eq!((db.pools.usage, db.pools.total()), (2, 52));
+        assert_eq!(c.redis.unwrap().pool_size, 2);
+
+        let mut vars = shared.to_vec();
+        vars.extend([
+            ("WATTOS_DATABASE__MAX_CONNECTIONS", "4"),
+            ("WATTOS_DATABASE__POOLS__VECTORS", "16"),
+            ("WATTOS_DATABASE__POOLS__USAGE", "1"),
+            ("WATTOS_REDIS__POOL_SIZE", "8"),
+        ]);
+        let c = Config::from_sources(
+            Some(("w.toml", "[database.pools]\ncheckpoints = 3\n")),
+            env(&vars),
+        )
+        .unwrap();
+        let p = c.database.unwrap().pools;
+        assert_eq!(
+            p,
+            PoolSizes {
+                tenancy: 4,
+                app: 4,
+                vectors: 16,
+                usage: 1,
+                checkpoints: 3,
+                conversations: 4,
+            }
+        );
+        assert_eq!(c.redis.unwrap().pool_size, 8);
+
+        let err = Config::from_sources(
+            Some((
+                "w.toml",
+                "[database]\nmax_connections = 0\n[database.pools]\ntenancy = 5000\nvector = 3\n",
+            )),
+            env(&[("WATTOS_REDIS__POOL_SIZE", "0")]),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "database.max_connections",
+            "database.pools.tenancy",
+            "database.pools.vector",
+            "redis.pool_size",
+        ] {
+            assert!(keys.contains(&k), "missing problem for {k}: {err}");
+        }
     }
 
     #[test]

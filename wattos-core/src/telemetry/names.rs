@@ -34,6 +34,10 @@ pub const RETRIES: &str = "retries_total";
 pub const BULKHEAD_REJECTIONS: &str = "bulkhead_rejections_total";
 /// Counter: requests rejected by rate limits, by scope.
 pub const RATE_LIMITED_TOTAL: &str = "rate_limited_total";
+/// Gauge: the highest share of a budget's limit committed in its current period (1 = exhausted)
+/// among the budgets of one kind, by `scope` (`tenant`, `key`, `model`) and `period` (`total`,
+/// `daily`, `monthly`). No tenant id in labels.
+pub const BUDGET_UTILIZATION_RATIO: &str = "llm_budget_utilization_ratio";
 /// Histogram: time the gateway itself adds to a proxied LLM call, in microseconds.
 pub const GATEWAY_OVERHEAD_US: &str = "gateway_overhead_us";
 
@@ -54,6 +58,10 @@ pub fn describe_all() {
     describe_counter!(LLM_CALLS_TOTAL, "LLM calls");
     describe_counter!(LLM_TOKENS_TOTAL, "LLM tokens");
     describe_counter!(LLM_COST_USD, "LLM cost in US dollars");
+    describe_gauge!(
+        BUDGET_UTILIZATION_RATIO,
+        "Share of a budget's limit committed in its current period (1 = exhausted)"
+    );
     describe_histogram!(LLM_CALL_DURATION_MS, Unit::Milliseconds, "LLM call latency");
     describe_counter!(DB_QUERIES_TOTAL, "Database queries");
     describe_counter!(CACHE_OPERATIONS_TOTAL, "Cache operations");

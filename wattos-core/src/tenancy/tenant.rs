@@ -194,6 +194,12 @@ impl TenantConfig {
                 "must be 1..=10000",
             ));
         }
+        if self.retention.data_days == Some(0) {
+            return Err(Error::invalid_field(
+                "retention.data_days",
+                "must be at least 1 (leave it out to keep conversations and runs)",
+            ));
+        }
         if self.retention.audit_days < 30 {
             return Err(Error::invalid_field(
                 "retention.audit_days",

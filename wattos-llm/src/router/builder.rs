@@ -238,6 +238,7 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
                 settings: self.settings,
                 windows: self.windows.unwrap_or_else(|| memory.clone()),
                 budgets: self.budgets.unwrap_or(memory),
+                budget_gauges: Default::default(),
                 usage: self.usage,
                 policies: RwLock::new(self.policies),
                 default_policy: RwLock::new(Arc::new(self.default_policy)),

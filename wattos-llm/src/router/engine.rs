@@ -108,6 +108,7 @@ pub(crate) struct Engine<M: ?Sized> {
     pub(crate) settings: RouterSettings,
     pub(crate) windows: Arc<dyn WindowStore>,
     pub(crate) budgets: Arc<dyn BudgetStore>,
+    pub(crate) budget_gauges: super::policy::BudgetGauges,
     pub(crate) usage: Option<Arc<dyn UsageSink>>,
     pub(crate) policies: RwLock<HashMap<TenantId, Arc<TenantPolicy>>>,
     pub(crate) default_policy: RwLock<Arc<TenantPolicy>>,
@@ -362,14 +363,16 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                     } else {
                         0
                     };
-                    let budget_keys = if has_budgets {
-                        let lines = adm.policy.budget_lines(ctx, &group.name, SystemTime::now());
+                    let budget_lines = if has_budgets {
+                        let scoped = adm.policy.budget_lines(ctx, &group.name, SystemTime::now());
+                        let lines: Vec<_> = scoped.iter().map(|l| l.line.clone()).collect();
                         match self.budgets.reserve(&lines, reserved_nanos).await? {
-                            Reservation::Reserved => lines.into_iter().map(|l| l.key).collect(),
+                            Reservation::Reserved => scoped,
                             Reservation::Exceeded {
                                 index,
                                 committed_nanos,
                             } => {
+                                self.budget_gauges.record(&scoped[index], committed_nanos);
                                 return Err(Error::budget_exceeded(format!(
                                     "budget {} exhausted: {:.6} of {:.6} USD committed, this call needs about {:.6}",
                                     lines[index].key,
@@ -382,6 +385,8 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                     } else {
                         Vec::new()
                     };
+                    let budget_keys: Vec<StateKey> =
+                        budget_lines.iter().map(|l| l.line.key.clone()).collect();
                     let limits = slot.dep.limits;
                     if limits.rpm.is_some() || limits.tpm.is_some() {
                         let mut charges = Vec::with_capacity(2);
@@ -431,6 +436,7 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                             permit: Some(permit),
                             _in_flight: in_flight,
                             budget_keys,
+                            budget_lines,
                             reserved_nanos,
                             est,
                             request_tpm_keys: Vec::new(),
@@ -552,6 +558,8 @@ pub(crate) struct LeaseInner<M: ?Sized> {
     permit: Option<BreakerPermit>,
     _in_flight: InFlight<M>,
     budget_keys: Vec<StateKey>,
+    /// The same budgets with their gauge labels (utilization is published after settling).
+    budget_lines: Vec<super::policy::ScopedBudgetLine>,
     reserved_nanos: i64,
     est: Estimate,
     request_tpm_keys: Vec<StateKey>,
@@ -734,6 +742,11 @@ impl<M: ?Sized + Send + Sync + 'static> LeaseInner<M> {
                 .await
         {
             tracing::warn!(error = %e, "could not settle budget reservation");
+        }
+        for line in &self.budget_lines {
+            if let Ok(committed) = engine.budgets.committed(&line.line.key).await {
+                engine.budget_gauges.record(line, committed);
+            }
         }
         // Replace token estimates by actual counts (a failure without usage gives the estimate back).
         let est_total = i64::try_from(self.est.total()).unwrap_or(i64::MAX);

@@ -45,6 +45,15 @@ pub enum BudgetPeriod {
 }
 
 impl BudgetPeriod {
+    /// The metric label: `total`, `daily` or `monthly`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Total => "total",
+            Self::Daily => "daily",
+            Self::Monthly => "monthly",
+        }
+    }
+
     /// The key suffix of the period containing `now`, and how long its counter must live.
     pub(crate) fn bucket(self, now: SystemTime) -> (String, Option<Duration>) {
         let days = now
@@ -190,32 +199,110 @@ impl TenantPolicy {
         push("key_tpm", &["key", key], self.key_limits.tpm, est_tokens);
     }
 
-    /// Budget lines for a call to `group`.
+    /// Budget lines for a call to `group`, with the labels of their utilization gauge.
     pub(crate) fn budget_lines(
         &self,
         ctx: &RequestContext,
         group: &str,
         now: SystemTime,
-    ) -> Vec<BudgetLine> {
+    ) -> Vec<ScopedBudgetLine> {
         let tenant = ctx.tenant();
         let key = ctx.principal().subject.as_str();
         let mut lines = Vec::new();
-        let mut push = |budget: Option<&Budget>, parts: &[&str]| {
+        let mut push = |budget: Option<&Budget>, parts: &[&str], scope: &'static str| {
             if let Some(b) = budget {
                 let (bucket, ttl) = b.period.bucket(now);
                 let mut all: Vec<&str> = parts.to_vec();
                 all.push(&bucket);
-                lines.push(BudgetLine {
-                    key: StateKey::tenant(tenant, "budget", &all),
-                    limit_nanos: usd_to_nanos(b.limit_usd),
-                    ttl,
+                lines.push(ScopedBudgetLine {
+                    line: BudgetLine {
+                        key: StateKey::tenant(tenant, "budget", &all),
+                        limit_nanos: usd_to_nanos(b.limit_usd),
+                        ttl,
+                    },
+                    scope,
+                    period: b.period,
+                    bucket,
                 });
             }
         };
-        push(self.budget.as_ref(), &["tenant"]);
-        push(self.key_budget.as_ref(), &["key", key]);
-        push(self.model_budgets.get(group), &["model", group]);
+        push(self.budget.as_ref(), &["tenant"], "tenant");
+        push(self.key_budget.as_ref(), &["key", key], "key");
+        push(self.model_budgets.get(group), &["model", group], "model");
         lines
+    }
+}
+
+/// A budget line plus what its utilization gauge needs.
+#[derive(Debug, Clone)]
+pub(crate) struct ScopedBudgetLine {
+    /// The line reserved against.
+    pub(crate) line: BudgetLine,
+    /// `tenant`, `key` or `model`.
+    pub(crate) scope: &'static str,
+    /// The budget's period.
+    pub(crate) period: BudgetPeriod,
+    /// The period bucket the line counts in (`m2026-11`, ...).
+    pub(crate) bucket: String,
+}
+
+impl ScopedBudgetLine {
+    /// `committed_nanos` as a share of the limit (1 for a zero limit).
+    pub(crate) fn utilization(&self, committed_nanos: i64) -> f64 {
+        if self.line.limit_nanos > 0 {
+            committed_nanos.max(0) as f64 / self.line.limit_nanos as f64
+        } else {
+            1.0
+        }
+    }
+}
+
+/// The `llm_budget_utilization_ratio` gauge: per budget scope kind (`tenant`, `key`, `model`) and
+/// period, the highest utilization among the budgets this process has charged in their current
+/// period. No label names a tenant (the metrics policy): an alert says that some tenant's budget is
+/// nearly spent, and the admin API / console say whose. Utilization is read from the budget store,
+/// so with a shared store every instance reports the deployment-wide values of the budgets it
+/// touches; Prometheus' `max` over instances covers them all.
+#[derive(Debug, Default)]
+pub(crate) struct BudgetGauges {
+    seen: std::sync::Mutex<HashMap<StateKey, SeenBudget>>,
+}
+
+#[derive(Debug)]
+struct SeenBudget {
+    scope: &'static str,
+    period: BudgetPeriod,
+    bucket: String,
+    ratio: f64,
+}
+
+impl BudgetGauges {
+    /// Records `line`'s committed spend and republishes the gauge of its scope and period.
+    pub(crate) fn record(&self, line: &ScopedBudgetLine, committed_nanos: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(
+            line.line.key.clone(),
+            SeenBudget {
+                scope: line.scope,
+                period: line.period,
+                bucket: line.bucket.clone(),
+                ratio: line.utilization(committed_nanos),
+            },
+        );
+        // Budgets of a finished period no longer count.
+        let (current, _) = line.period.bucket(SystemTime::now());
+        seen.retain(|_, s| s.period != line.period || s.bucket == current);
+        let max = seen
+            .values()
+            .filter(|s| s.scope == line.scope && s.period == line.period)
+            .map(|s| s.ratio)
+            .fold(0.0, f64::max);
+        metrics::gauge!(
+            wattos_core::telemetry::names::BUDGET_UTILIZATION_RATIO,
+            "scope" => line.scope,
+            "period" => line.period.label(),
+        )
+        .set(max);
     }
 }
 

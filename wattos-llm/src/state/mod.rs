@@ -9,7 +9,11 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_pool;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisState;
 pub use memory::MemoryState;
+#[cfg(feature = "redis")]
+pub use redis_pool::RedisPool;

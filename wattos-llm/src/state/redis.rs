@@ -13,6 +13,8 @@ use wattos_core::state::{
 };
 use wattos_core::{Error, Result};
 
+use super::RedisPool;
+
 const SUM_FN: &str = r"
 local function sum_of(key, now, win)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - win)
@@ -90,7 +92,7 @@ return 0
 /// Keys are `<prefix><StateKey>`; give every deployment (and every test) its own prefix.
 #[derive(Clone)]
 pub struct RedisState {
-    conn: ConnectionManager,
+    conns: RedisPool,
     prefix: String,
     acquire: Script,
     adjust: Script,
@@ -118,17 +120,21 @@ impl RedisState {
     /// [`wattos_core::ErrorKind::Unavailable`] when Redis cannot be reached;
     /// [`wattos_core::ErrorKind::InvalidInput`] for a malformed URL.
     pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::invalid_field("redis_url", e.to_string()))?;
-        let conn = client.get_connection_manager().await.map_err(backend)?;
-        Ok(Self::from_connection(conn, prefix))
+        Ok(Self::from_pool(RedisPool::connect(url, 1).await?, prefix))
     }
 
     /// Wraps an existing connection manager.
     pub fn from_connection(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+        let pool = RedisPool::from_connections(vec![conn])
+            .unwrap_or_else(|| unreachable!("one connection was given"));
+        Self::from_pool(pool, prefix)
+    }
+
+    /// Spreads commands over the connections of `pool`.
+    pub fn from_pool(pool: RedisPool, prefix: impl Into<String>) -> Self {
         let with_sum = |body: &str| Script::new(&format!("{SUM_FN}{body}"));
         Self {
-            conn,
+            conns: pool,
             prefix: prefix.into(),
             acquire: with_sum(ACQUIRE),
             adjust: with_sum(ADJUST),
@@ -167,7 +173,7 @@ impl WindowStore for RedisState {
             inv.key(self.key(&c.key));
             inv.arg(c.limit).arg(ms(c.window)).arg(c.amount);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         let (index, retry_ms): (i64, i64) = inv.invoke_async(&mut conn).await.map_err(backend)?;
         Ok(if index == 0 {
             Admission::Admitted
@@ -180,7 +186,7 @@ impl WindowStore for RedisState {
     }
 
     async fn adjust(&self, key: &StateKey, window: Duration, delta: i64) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         let _: i64 = self
             .adjust
             .key(self.key(key))
@@ -194,7 +200,7 @@ impl WindowStore for RedisState {
     }
 
     async fn current(&self, key: &StateKey, window: Duration) -> Result<i64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         self.current
             .key(self.key(key))
             .arg(ms(window))
@@ -216,7 +222,7 @@ impl BudgetStore for RedisState {
             inv.key(self.key(&l.key));
             inv.arg(l.limit_nanos).arg(l.ttl.map_or(0, ms));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         let (index, committed): (i64, i64) = inv.invoke_async(&mut conn).await.map_err(backend)?;
         Ok(if index == 0 {
             Reservation::Reserved
@@ -237,13 +243,13 @@ impl BudgetStore for RedisState {
         for k in keys {
             inv.key(self.key(k));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(backend)?;
         Ok(())
     }
 
     async fn committed(&self, key: &StateKey) -> Result<i64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         let v: Option<i64> = redis::cmd("GET")
             .arg(self.key(key))
             .query_async(&mut conn)
@@ -256,7 +262,7 @@ impl BudgetStore for RedisState {
 #[async_trait]
 impl CacheStore for RedisState {
     async fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         redis::cmd("GET")
             .arg(self.key(key))
             .query_async(&mut conn)
@@ -265,7 +271,7 @@ impl CacheStore for RedisState {
     }
 
     async fn put(&self, key: &StateKey, value: Vec<u8>, ttl: Duration) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.get();
         let _: () = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)

@@ -563,12 +563,18 @@ impl JobQueue for JetStreamQueue {
         let concurrency = opts.concurrency.max(1);
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut running = JoinSet::new();
+        let heartbeat = opts.heartbeat.as_ref();
+        let mut ticker = tokio::time::interval(super::HEARTBEAT_INTERVAL);
         'outer: loop {
+            super::heartbeat::beat(heartbeat);
             // Wait for one free slot, take every other free one, then ask for that many jobs so
             // no job waits in this worker while another worker is idle.
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = slots.clone().acquire_owned() => p.map_err(|_| Error::internal("worker slots closed"))?,
+            let first = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    p = slots.clone().acquire_owned() => break p.map_err(|_| Error::internal("worker slots closed"))?,
+                    _ = ticker.tick() => super::heartbeat::beat(heartbeat),
+                }
             };
             let mut permits = vec![first];
             while let Ok(p) = slots.clone().try_acquire_owned() {
@@ -594,6 +600,10 @@ impl JobQueue for JetStreamQueue {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => break 'outer,
                     n = batch.next() => n,
+                    _ = ticker.tick() => {
+                        super::heartbeat::beat(heartbeat);
+                        continue;
+                    }
                 };
                 match next {
                     None => break,

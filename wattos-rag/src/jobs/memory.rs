@@ -204,10 +204,16 @@ impl JobQueue for MemoryJobQueue {
     ) -> Result<()> {
         let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
         let mut running = JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = slots.clone().acquire_owned() => p.map_err(|_| Error::internal("worker slots closed"))?,
+        let heartbeat = opts.heartbeat.as_ref();
+        let mut ticker = tokio::time::interval(super::HEARTBEAT_INTERVAL);
+        'outer: loop {
+            super::heartbeat::beat(heartbeat);
+            let permit = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    p = slots.clone().acquire_owned() => break p.map_err(|_| Error::internal("worker slots closed"))?,
+                    _ = ticker.tick() => super::heartbeat::beat(heartbeat),
+                }
             };
             let next = loop {
                 let popped = self.lock()?.queue.pop_front();
@@ -217,6 +223,7 @@ impl JobQueue for MemoryJobQueue {
                 tokio::select! {
                     _ = shutdown.cancelled() => break None,
                     _ = self.inner.ready.notified() => {}
+                    _ = ticker.tick() => super::heartbeat::beat(heartbeat),
                 }
             };
             let Some(id) = next else { break };
@@ -279,6 +286,36 @@ mod tests {
             backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
         }
+    }
+
+    #[tokio::test]
+    async fn the_idle_worker_keeps_beating_and_stops_beating_when_it_ends() {
+        let q = MemoryJobQueue::with_policy(policy());
+        let heartbeat = crate::jobs::WorkerHeartbeat::new();
+        let h = Arc::new(Flaky {
+            fail: 0,
+            error: || Error::unavailable("flaky"),
+            effects: AtomicU32::new(0),
+        });
+        let stop = CancellationToken::new();
+        let opts = WorkerOptions {
+            heartbeat: Some(heartbeat.clone()),
+            ..WorkerOptions::default()
+        };
+        let w = tokio::spawn({
+            let (q, stop) = (q.clone(), stop.clone());
+            async move { q.work(h, opts, stop).await }
+        });
+        let mut worst = Duration::ZERO;
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            worst = worst.max(heartbeat.since_last_beat().expect("never beat"));
+        }
+        assert!(worst < Duration::from_millis(1900), "{worst:?}");
+        stop.cancel();
+        w.await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(heartbeat.since_last_beat().unwrap() >= Duration::from_secs(1));
     }
 
     #[tokio::test]

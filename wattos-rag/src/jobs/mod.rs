@@ -24,6 +24,7 @@
 //!   dead-lettered on the next delivery without running again (poison jobs cannot crash-loop a
 //!   fleet).
 
+mod heartbeat;
 mod memory;
 
 #[cfg(feature = "nats")]
@@ -39,6 +40,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use wattos_core::{Error, ErrorKind, Result, TenantId};
 
+pub use heartbeat::{HEARTBEAT_INTERVAL, WorkerHeartbeat};
 #[cfg(feature = "nats")]
 pub use jetstream::{JetStreamConfig, JetStreamQueue};
 pub use memory::MemoryJobQueue;
@@ -255,6 +257,9 @@ pub struct WorkerOptions {
     pub worker_id: String,
     /// Jobs run at once by this worker.
     pub concurrency: usize,
+    /// Beaten by the worker loop at least every [`HEARTBEAT_INTERVAL`] while it runs (busy or
+    /// idle), so a watcher can tell a live loop from a dead or stuck one.
+    pub heartbeat: Option<WorkerHeartbeat>,
 }
 
 impl Default for WorkerOptions {
@@ -262,6 +267,7 @@ impl Default for WorkerOptions {
         Self {
             worker_id: format!("pid-{}", std::process::id()),
             concurrency: 2,
+            heartbeat: None,
         }
     }
 }
@@ -310,7 +316,8 @@ pub trait JobQueue: Send + Sync {
     /// `unavailable` when the status store cannot be reached.
     async fn status(&self, tenant: &TenantId, id: &JobId) -> Result<Option<JobStatus>>;
 
-    /// Runs a worker until `shutdown` is cancelled, then waits for its running jobs.
+    /// Runs a worker until `shutdown` is cancelled, then waits for its running jobs. Beats
+    /// [`WorkerOptions::heartbeat`] at least every [`HEARTBEAT_INTERVAL`] meanwhile.
     ///
     /// # Errors
     /// `unavailable` when the queue cannot be consumed.

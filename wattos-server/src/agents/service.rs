@@ -77,6 +77,9 @@ pub(crate) fn now_ms() -> i64 {
     crate::auth::now_ms()
 }
 
+/// The PostgreSQL schema of agent checkpoints.
+const CHECKPOINT_SCHEMA: &str = "wattos_agents";
+
 impl AgentsService {
     /// A service storing runs in `runs` and checkpoints in `checkpointer` (compile graphs with it).
     pub fn new(runs: RunStore, checkpointer: Arc<dyn Checkpointer>) -> Self {
@@ -96,9 +99,23 @@ impl AgentsService {
     /// The checkpointer cannot be opened.
     pub async fn open(config: &Config, db: AppDb) -> Result<Self> {
         let checkpointer: Arc<dyn Checkpointer> = match &config.database {
-            Some(d) if d.url.expose().starts_with("postgres") => Arc::new(
-                wattos_agents::checkpoint::PostgresCheckpointer::connect(d.url.expose()).await?,
-            ),
+            Some(d) if d.url.expose().starts_with("postgres") => {
+                let pool = crate::dbpool::PoolSpec::of(config, crate::dbpool::Pool::Checkpoints)
+                    .pg()
+                    .connect(d.url.expose())
+                    .await
+                    .map_err(|e| {
+                        Error::unavailable("cannot connect to the checkpoint database")
+                            .with_source(e)
+                    })?;
+                Arc::new(
+                    wattos_agents::checkpoint::PostgresCheckpointer::from_pool(
+                        pool,
+                        CHECKPOINT_SCHEMA,
+                    )
+                    .await?,
+                )
+            }
             _ => {
                 std::fs::create_dir_all(&config.data_dir).map_err(|e| {
                     Error::unavailable(format!("cannot create {}: {e}", config.data_dir.display()))

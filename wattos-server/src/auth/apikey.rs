@@ -94,11 +94,7 @@ impl KeyHasher {
 
     /// Hex HMAC-SHA-256 of `secret`.
     pub fn hash(&self, secret: &str) -> String {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pepper)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(secret.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(hmac_sha256(&self.pepper, secret.as_bytes()))
     }
 
     /// Mints a new random key.
@@ -288,6 +284,16 @@ impl Authenticator for ApiKeyAuthenticator {
             credential_id: Some(rec.id.clone()),
         })
     }
+}
+
+/// HMAC-SHA-256 of `data` under `key` (the server's one keyed hash: API key hashes, event tenant
+/// tokens).
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! ```
 
 mod apikey;
+pub(crate) use apikey::hmac_sha256;
 mod jwt;
 mod layer;
 mod ratelimit;

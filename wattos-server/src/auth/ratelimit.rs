@@ -135,8 +135,8 @@ pub use redis_limiter::RedisRateLimiter;
 #[cfg(feature = "redis")]
 mod redis_limiter {
     use async_trait::async_trait;
-    use redis::aio::ConnectionManager;
-    use wattos_core::{Error, Result};
+    use wattos_core::Result;
+    use wattos_llm::state::RedisPool;
 
     use super::{Decision, Quota, RateLimiter};
     use crate::auth::revocation::redis_store_err as redis_err;
@@ -161,7 +161,7 @@ return {1, new_tat - now, 0}
     /// GCRA in Redis: exact across every process sharing the server.
     #[derive(Clone)]
     pub struct RedisRateLimiter {
-        conn: ConnectionManager,
+        conns: RedisPool,
         prefix: String,
         script: redis::Script,
     }
@@ -180,21 +180,23 @@ return {1, new_tat - now, 0}
         /// # Errors
         /// `unavailable` when Redis cannot be reached.
         pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self> {
-            let client = redis::Client::open(url)
-                .map_err(|e| Error::invalid_field("redis.url", e.to_string()))?;
-            let conn = ConnectionManager::new(client).await.map_err(redis_err)?;
-            Ok(Self {
-                conn,
+            Ok(Self::from_pool(RedisPool::connect(url, 1).await?, prefix))
+        }
+
+        /// Spreads checks over the connections of `pool`; buckets are keys `<prefix>rl:<key>`.
+        pub fn from_pool(pool: RedisPool, prefix: impl Into<String>) -> Self {
+            Self {
+                conns: pool,
                 prefix: prefix.into(),
                 script: redis::Script::new(GCRA),
-            })
+            }
         }
     }
 
     #[async_trait]
     impl RateLimiter for RedisRateLimiter {
         async fn check(&self, key: &str, quota: Quota) -> Result<Decision> {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conns.get();
             let (allowed, ahead, retry): (i64, i64, i64) = self
                 .script
                 .key(format!("{}rl:{key}", self.prefix))

@@ -55,14 +55,14 @@ mod redis_store {
 
     use async_trait::async_trait;
     use redis::AsyncCommands;
-    use redis::aio::ConnectionManager;
     use wattos_core::tenancy::RevocationStore;
     use wattos_core::{Error, Result};
+    use wattos_llm::state::RedisPool;
 
     /// Revoked ids as Redis keys `<prefix>revoked:<id>` expiring with the credential.
     #[derive(Clone)]
     pub struct RedisRevocations {
-        conn: ConnectionManager,
+        conns: RedisPool,
         prefix: String,
     }
 
@@ -84,13 +84,15 @@ mod redis_store {
         /// # Errors
         /// `unavailable` when Redis cannot be reached.
         pub async fn connect(url: &str, prefix: impl Into<String>) -> Result<Self> {
-            let client = redis::Client::open(url)
-                .map_err(|e| Error::invalid_field("redis.url", e.to_string()))?;
-            let conn = ConnectionManager::new(client).await.map_err(redis_err)?;
-            Ok(Self {
-                conn,
+            Ok(Self::from_pool(RedisPool::connect(url, 1).await?, prefix))
+        }
+
+        /// Spreads lookups over the connections of `pool`; keys are `<prefix>revoked:<id>`.
+        pub fn from_pool(pool: RedisPool, prefix: impl Into<String>) -> Self {
+            Self {
+                conns: pool,
                 prefix: prefix.into(),
-            })
+            }
         }
     }
 
@@ -102,7 +104,7 @@ mod redis_store {
                 .map_or(0, |d| d.as_millis())
                 .max(1);
             let ttl_ms = u64::try_from(ttl_ms).unwrap_or(u64::MAX);
-            let mut conn = self.conn.clone();
+            let mut conn = self.conns.get();
             let _: () = conn
                 .pset_ex(format!("{}revoked:{id}", self.prefix), 1, ttl_ms)
                 .await
@@ -111,7 +113,7 @@ mod redis_store {
         }
 
         async fn is_revoked(&self, id: &str) -> Result<bool> {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conns.get();
             conn.exists(format!("{}revoked:{id}", self.prefix))
                 .await
                 .map_err(redis_err)

@@ -8,9 +8,12 @@
 //! * What a job does is behind [`IngestionService`] ("ingest these documents into this collection
 //!   of this tenant"). [`RagIngestion`] implements it over `wattos_rag::Rag`; the server's RAG
 //!   service can implement it instead and be passed to [`Jobs::new`].
+//! * Crawl jobs ([`crawl`]) fetch a site and ingest its pages through the same service.
 //! * [`ServerRole`] (`server.role` or `--worker`) picks what an instance does: `api` serves HTTP
 //!   only, `worker` consumes jobs (and serves only health and metrics), `all` does both.
 
+pub mod crawl;
+mod health;
 mod rag;
 pub mod routes;
 mod setup;
@@ -25,8 +28,12 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use wattos_core::config::ConfigReader;
 use wattos_core::{Error, RequestContext, Result, TenantId};
-use wattos_rag::jobs::{Job, JobHandler, JobQueue, NewJob, RetryPolicy, WorkerOptions};
+use wattos_rag::jobs::{
+    Job, JobHandler, JobQueue, NewJob, RetryPolicy, WorkerHeartbeat, WorkerOptions,
+};
 
+pub use crawl::{CRAWL_JOB_KIND, CrawlPayload, CrawlRequest, CrawlSettings};
+pub use health::WorkerHealthCheck;
 pub use rag::{RagIngestion, table_name};
 pub use routes::{SubmitBody, SubmittedJob, routes};
 pub use setup::build_jobs;
@@ -84,6 +91,11 @@ pub struct JobSettings {
     pub embedding_model: String,
     /// `redis.key_prefix`: prefix of every Redis key of this deployment (default `wattos:`).
     pub redis_key_prefix: String,
+    /// `jobs.heartbeat_timeout`: readiness fails when this instance's worker loop has not beaten
+    /// for this long (default 15 s; the loop beats every second).
+    pub heartbeat_timeout: Duration,
+    /// `crawl.*`: what crawl jobs may reach and their limits.
+    pub crawl: CrawlSettings,
 }
 
 impl JobSettings {
@@ -115,7 +127,12 @@ impl JobSettings {
                 crate::bootstrap::LOCAL_EMBEDDING_MODEL.into(),
             ),
             redis_key_prefix: r.or("redis.key_prefix", "wattos:".into()),
+            heartbeat_timeout: r.or("jobs.heartbeat_timeout", Duration::from_secs(15)),
+            crawl: CrawlSettings::read(r),
         };
+        if s.heartbeat_timeout < Duration::from_secs(2) {
+            r.problem("jobs.heartbeat_timeout", "must be at least 2s");
+        }
         if s.concurrency == 0 || s.concurrency > 256 {
             r.problem("jobs.concurrency", "must be 1..=256");
         }
@@ -158,6 +175,9 @@ pub struct IngestDocument {
     /// Where the document came from (URL or path), kept in chunk metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Format; guessed from `location` or `id` (`.md`, `.html`, ...) when absent, else text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::rag::types::TextFormat>,
     /// Extra metadata (string, number or bool values), kept in chunk metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -187,6 +207,7 @@ impl IngestPayload {
             field(&d.id);
             field(d.title.as_deref().unwrap_or(""));
             field(d.location.as_deref().unwrap_or(""));
+            field(d.format.map_or("", crate::rag::types::TextFormat::as_str));
             field(
                 &d.metadata
                     .as_ref()
@@ -217,21 +238,41 @@ pub trait IngestionService: Send + Sync {
     ) -> Result<Value>;
 }
 
-/// Runs `rag.ingest` jobs through an [`IngestionService`].
+/// Runs `rag.ingest` and `rag.crawl` jobs through an [`IngestionService`].
 pub struct IngestHandler {
     service: Arc<dyn IngestionService>,
+    crawl: CrawlSettings,
 }
 
 impl IngestHandler {
-    /// A handler over `service`.
+    /// A handler over `service`; crawls run with the default [`CrawlSettings`].
     pub fn new(service: Arc<dyn IngestionService>) -> Self {
-        Self { service }
+        Self {
+            service,
+            crawl: CrawlSettings::default(),
+        }
+    }
+
+    /// Crawls run with `settings`.
+    #[must_use]
+    pub fn with_crawl_settings(mut self, settings: CrawlSettings) -> Self {
+        self.crawl = settings;
+        self
     }
 }
 
 #[async_trait]
 impl JobHandler for IngestHandler {
     async fn handle(&self, job: &Job) -> Result<Value> {
+        if job.kind == CRAWL_JOB_KIND {
+            let payload: CrawlPayload = serde_json::from_value(job.payload.clone())
+                .map_err(|e| Error::invalid_input(format!("bad crawl job payload: {e}")))?;
+            let ctx = RequestContext::system(job.tenant.clone());
+            let started = std::time::Instant::now();
+            let result = crawl::run_crawl(&ctx, &self.crawl, &*self.service, payload).await?;
+            metrics::histogram!("wattos_crawl_job_seconds").record(started.elapsed().as_secs_f64());
+            return Ok(result);
+        }
         if job.kind != INGEST_JOB_KIND {
             return Err(Error::invalid_input(format!(
                 "unknown job kind '{}'",
@@ -257,6 +298,7 @@ pub struct Jobs {
     queue: Arc<dyn JobQueue>,
     service: Option<Arc<dyn IngestionService>>,
     settings: Arc<JobSettings>,
+    heartbeat: WorkerHeartbeat,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -279,7 +321,26 @@ impl Jobs {
             queue,
             service,
             settings: Arc::new(settings),
+            heartbeat: WorkerHeartbeat::new(),
         }
+    }
+
+    /// Whether this instance runs a worker: its role runs jobs and it has an ingestion service.
+    pub fn runs_worker(&self) -> bool {
+        self.role().runs_jobs() && self.service.is_some()
+    }
+
+    /// The readiness check of this instance's worker (see [`WorkerHealthCheck`]), when it runs
+    /// one. [`crate::AppState::with_jobs`] registers it.
+    pub fn health_check(&self) -> Option<WorkerHealthCheck> {
+        self.runs_worker().then(|| {
+            WorkerHealthCheck::new(self.heartbeat.clone(), self.settings.heartbeat_timeout)
+        })
+    }
+
+    /// The worker loop's heartbeat.
+    pub fn heartbeat(&self) -> &WorkerHeartbeat {
+        &self.heartbeat
     }
 
     /// The queue.
@@ -307,8 +368,7 @@ impl Jobs {
         collection: &str,
         documents: Vec<IngestDocument>,
     ) -> Result<wattos_rag::jobs::Enqueued> {
-        validate_collection(collection)?;
-        validate_documents(&documents)?;
+        validate_submission(collection, &documents)?;
         let payload = IngestPayload {
             collection: collection.to_owned(),
             documents,
@@ -321,8 +381,37 @@ impl Jobs {
             .await
     }
 
+    /// Queues a crawl from `request.seeds` into `collection` for `ctx`'s tenant. Every call is a
+    /// new crawl (re-crawls find changed pages; unchanged ones are not embedded again).
+    ///
+    /// # Errors
+    /// `invalid_input` for a bad collection name or request; `unavailable` when the queue is down.
+    pub async fn submit_crawl(
+        &self,
+        ctx: &RequestContext,
+        collection: &str,
+        request: CrawlRequest,
+    ) -> Result<wattos_rag::jobs::Enqueued> {
+        validate_collection(collection)?;
+        request.validate(&self.settings.crawl)?;
+        let payload = CrawlPayload {
+            collection: collection.to_owned(),
+            request,
+            submitted_by: ctx.request_id().as_str().to_owned(),
+        };
+        let hash = payload.content_hash();
+        let value = serde_json::to_value(&payload)
+            .map_err(|e| Error::internal("job payload encoding").with_source(e))?;
+        self.queue
+            .enqueue(
+                NewJob::new(ctx.tenant().clone(), CRAWL_JOB_KIND, value).with_content_hash(hash),
+            )
+            .await
+    }
+
     /// Starts this instance's worker when its role runs jobs; it stops when `shutdown` is
-    /// cancelled (after its running jobs finish).
+    /// cancelled (after its running jobs finish). The loop beats [`Jobs::heartbeat`]; when it ends
+    /// for any other reason (an error, a panic) the heartbeat records why, and readiness fails.
     pub fn spawn_worker(
         &self,
         shutdown: CancellationToken,
@@ -337,14 +426,50 @@ impl Jobs {
         let opts = WorkerOptions {
             worker_id: worker_id(),
             concurrency: self.settings.concurrency,
+            heartbeat: Some(self.heartbeat.clone()),
         };
         tracing::info!(worker = %opts.worker_id, concurrency = opts.concurrency, "job worker started");
-        let queue = self.queue.clone();
-        let handler: Arc<dyn JobHandler> = Arc::new(IngestHandler::new(service));
-        Some(tokio::spawn(async move {
-            queue.work(handler, opts, shutdown).await
-        }))
+        let handler: Arc<dyn JobHandler> =
+            Arc::new(IngestHandler::new(service).with_crawl_settings(self.settings.crawl.clone()));
+        Some(spawn_watched(
+            self.queue.clone(),
+            handler,
+            opts,
+            self.heartbeat.clone(),
+            shutdown,
+        ))
     }
+}
+
+/// Runs `queue`'s worker loop in a task and records in `heartbeat` why it ended, unless it ended
+/// because `shutdown` was cancelled.
+fn spawn_watched(
+    queue: Arc<dyn JobQueue>,
+    handler: Arc<dyn JobHandler>,
+    opts: WorkerOptions,
+    heartbeat: WorkerHeartbeat,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<Result<()>> {
+    use futures::FutureExt;
+    heartbeat.beat();
+    tokio::spawn(async move {
+        let run = std::panic::AssertUnwindSafe(queue.work(handler, opts, shutdown.clone()));
+        let ended = run.catch_unwind().await;
+        let why = match &ended {
+            Ok(Ok(())) if shutdown.is_cancelled() => None,
+            Ok(Ok(())) => Some("the worker loop returned".to_owned()),
+            Ok(Err(e)) => Some(format!("the worker loop failed: {e}")),
+            Err(_) => Some("the worker loop panicked".to_owned()),
+        };
+        if let Some(why) = why {
+            tracing::error!(reason = %why, "job worker stopped; readiness fails");
+            heartbeat.mark_stopped(why);
+        }
+        match ended {
+            Ok(result) => result,
+            Err(_) => Err(Error::internal("the job worker panicked")),
+        }
+    })
 }
 
 /// `<hostname>/<pid>`: shown in job statuses.
@@ -383,6 +508,15 @@ pub fn validate_collection(name: &str) -> Result<()> {
             "must match ^[a-z0-9][a-z0-9_-]{0,63}$",
         ))
     }
+}
+
+/// Checks an ingestion job's collection name and documents.
+///
+/// # Errors
+/// `invalid_input` naming the field at fault.
+pub fn validate_submission(collection: &str, documents: &[IngestDocument]) -> Result<()> {
+    validate_collection(collection)?;
+    validate_documents(documents)
 }
 
 /// Most documents one job may carry.
@@ -447,6 +581,7 @@ mod tests {
             text: text.into(),
             title: None,
             location: None,
+            format: None,
             metadata: None,
         }
     }

@@ -110,6 +110,9 @@ impl IngestionService for RagIngestion {
                 let mut doc = Document::text(d.id, d.text);
                 doc.title = d.title;
                 doc.location = d.location;
+                if let Some(f) = d.format {
+                    doc.format = f.into();
+                }
                 for (k, v) in d.metadata.unwrap_or_default() {
                     doc = doc.with_meta(k, v);
                 }

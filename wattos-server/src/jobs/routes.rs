@@ -1,7 +1,9 @@
-//! `POST /v1/rag/collections/{collection}/jobs` (202 + job id) and `GET /v1/jobs/{id}`.
+//! `POST /v1/rag/collections/{collection}/jobs` and `POST /v1/rag/collections/{collection}/crawl`
+//! (202 + job id), and `GET /v1/jobs/{id}`.
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,9 +13,10 @@ use wattos_core::Error;
 use wattos_core::tenancy::Permission;
 use wattos_rag::jobs::{JobId, JobStatus};
 
-use super::IngestDocument;
-use crate::error::{ApiError, ApiResult};
+use super::{CrawlRequest, IngestDocument};
+use crate::error::{ApiError, ApiResult, path_err};
 use crate::gateway::Ctx;
+use crate::gateway::openai::parse_body;
 use crate::state::AppState;
 
 /// Body of `POST /v1/rag/collections/{collection}/jobs`.
@@ -38,33 +41,37 @@ pub struct SubmittedJob {
 }
 
 /// The job routes (authorization applied here when authentication is on; the caller's identity
-/// comes from the layer in front, as for every API route). Empty when the state has no job queue
-/// (see [`AppState::with_jobs`]).
-///
-/// Not yet in `/openapi.json`: add [`submit_ingestion`] and [`job_status`] to the document together
-/// with the RAG routes.
+/// comes from the layer in front, as for every API route). Always mounted and always in
+/// `/openapi.json`: without a job queue (see [`AppState::with_jobs`]) a valid request gets 404
+/// `not_found` ("background jobs are not configured on this server"), an invalid one its 400
+/// first. 404 rather than 503: nothing will change by retrying (503 remains the answer when a
+/// configured queue cannot be reached).
 pub fn routes(state: &AppState) -> Router<AppState> {
-    if state.jobs().is_none() {
-        return Router::new();
-    }
     let submit = post(submit_ingestion);
+    let crawl = post(submit_crawl);
     let status = get(job_status);
-    let (submit, status) = match state.auth() {
+    let (submit, crawl, status) = match state.auth() {
         Some(auth) => (
             submit.route_layer(auth.require(Permission::RagIngest)),
+            crawl.route_layer(auth.require(Permission::RagIngest)),
             status.route_layer(auth.require(Permission::RagIngest)),
         ),
-        None => (submit, status),
+        None => (submit, crawl, status),
     };
     Router::new()
         .route("/v1/rag/collections/{collection}/jobs", submit)
+        .route("/v1/rag/collections/{collection}/crawl", crawl)
         .route("/v1/jobs/{id}", status)
 }
+
+/// The message of the 404 a server without a job queue answers.
+pub const NOT_CONFIGURED: &str = "background jobs are not configured on this server (no job \
+     queue): ingest synchronously with POST /v1/rag/collections/{collection}/documents";
 
 fn jobs(state: &AppState) -> ApiResult<&super::Jobs> {
     state
         .jobs()
-        .ok_or_else(|| ApiError(Error::unavailable("background jobs are not configured")))
+        .ok_or_else(|| ApiError(Error::not_found(NOT_CONFIGURED)))
 }
 
 fn state_name(s: &JobStatus) -> String {
@@ -81,24 +88,68 @@ fn state_name(s: &JobStatus) -> String {
     params(("collection" = String, Path, description = "Collection name")),
     responses(
         (status = 202, description = "Queued (or already queued or done: `duplicate`)", body = SubmittedJob),
-        (status = 400, description = "Invalid request", body = crate::error::ErrorBody),
-        (status = 503, description = "Job queue unavailable", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid collection name or documents", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Missing rag:ingest", body = crate::error::ErrorBody),
+        (status = 404, description = "No job queue on this server (`not_found`)", body = crate::error::ErrorBody),
+        (status = 503, description = "The job queue is unreachable (`unavailable`)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn submit_ingestion(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
-    Path(collection): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let body: SubmitBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError(Error::invalid_input(format!(
-            "We could not parse the JSON body of your request: {e}"
-        )))
-    })?;
+    let Path(collection) = path.map_err(path_err)?;
+    let body: SubmitBody = parse_body(&body)?;
+    // Bad input is a 400 whether or not this server has a queue.
+    super::validate_submission(&collection, &body.documents)?;
     let enqueued = jobs(&state)?
         .submit_ingestion(ctx.tenant(), &collection, body.documents)
         .await?;
+    Ok(accepted(&enqueued))
+}
+
+/// `POST /v1/rag/collections/{collection}/crawl`: queues a web crawl whose pages are ingested
+/// into the collection; 202 with the job id. The job's result lists the pages crawled, the URLs
+/// skipped and why (robots.txt, depth, size, content type, blocked address, ...) and the ingestion
+/// reports.
+#[utoipa::path(
+    post, path = "/v1/rag/collections/{collection}/crawl", tag = "jobs",
+    request_body = CrawlRequest,
+    params(("collection" = String, Path, description = "Collection name")),
+    responses(
+        (status = 202, description = "Queued", body = SubmittedJob),
+        (status = 400, description = "Invalid collection name, seed URL or limits", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Missing rag:ingest", body = crate::error::ErrorBody),
+        (status = 404, description = "No job queue on this server (`not_found`)", body = crate::error::ErrorBody),
+        (status = 503, description = "The job queue is unreachable (`unavailable`)", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn submit_crawl(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    path: Result<Path<String>, PathRejection>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let Path(collection) = path.map_err(path_err)?;
+    let body: CrawlRequest = parse_body(&body)?;
+    // Bad input is a 400 whether or not this server has a queue.
+    super::validate_collection(&collection)?;
+    let caps = state
+        .jobs()
+        .map_or_else(super::CrawlSettings::default, |j| {
+            j.settings().crawl.clone()
+        });
+    body.validate(&caps)?;
+    let enqueued = jobs(&state)?.submit_crawl(&ctx, &collection, body).await?;
+    Ok(accepted(&enqueued))
+}
+
+/// 202 with [`SubmittedJob`] and a `Location` header.
+fn accepted(enqueued: &wattos_rag::jobs::Enqueued) -> Response {
     let id = enqueued.status.id.to_string();
     let status_url = format!("/v1/jobs/{id}");
     let answer = SubmittedJob {
@@ -107,28 +158,33 @@ pub async fn submit_ingestion(
         duplicate: enqueued.duplicate,
         status_url: status_url.clone(),
     };
-    Ok((
+    (
         StatusCode::ACCEPTED,
         [(header::LOCATION, status_url)],
         Json(answer),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /v1/jobs/{id}`: the job's status (404 for unknown jobs and other tenants' jobs).
 #[utoipa::path(
     get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id (`job_` and 32 hex digits)")),
     responses(
         (status = 200, description = "The job's status", body = Object),
-        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+        (status = 400, description = "Malformed job id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Missing rag:ingest", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job (or another tenant's), or no job queue on this server", body = crate::error::ErrorBody),
+        (status = 503, description = "The job queue is unreachable (`unavailable`)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn job_status(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<JobStatus>> {
+    let Path(id) = path.map_err(path_err)?;
     let id = JobId::parse(&id)?;
     let status = jobs(&state)?
         .queue()

@@ -51,9 +51,8 @@ pub async fn build_jobs(
         // The server's RAG API is on: jobs write through it (same collections, registry, stores).
         (Some(rag), _, _) => Arc::new(rag.clone()),
         (None, Some(db), true) => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(db.max_connections)
-                .acquire_timeout(db.acquire_timeout)
+            let pool = crate::dbpool::PoolSpec::of(core, crate::dbpool::Pool::Vectors)
+                .pg()
                 .connect(db.url.expose())
                 .await
                 .map_err(|e| Error::unavailable(format!("postgres: {e}")).with_source(e))?;

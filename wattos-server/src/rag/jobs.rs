@@ -41,6 +41,9 @@ impl IngestionService for RagService {
             if let Some(l) = d.location {
                 source = source.with_location(l);
             }
+            if let Some(f) = d.format {
+                source = source.with_format(f.into());
+            }
             items.push(Pending { source, metadata });
         }
         let report = run_ingest(self, ctx, collection, items)

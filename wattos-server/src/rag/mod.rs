@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
-use wattos_core::llm::{ChatDelta, Usage};
+use wattos_core::llm::{ChatDelta, Message, Usage};
 use wattos_core::tenancy::Permission;
 use wattos_core::vector_store::Filter;
 use wattos_core::{Error, RequestContext};
@@ -39,6 +39,7 @@ pub use service::{EmbeddedBackend, PgVectorBackend, RagBackend, RagService};
 use types::*;
 
 use crate::auth::Auth;
+use crate::conversations::{ThreadTurn, context_window, with_conversation_header};
 use crate::error::{ApiError, ApiResult, ErrorBody, error_body, path_err, query_err};
 use crate::gateway::{Ctx, GatewayState};
 use crate::state::AppState;
@@ -543,11 +544,7 @@ pub async fn ingest_json(
             source = source.with_location(l);
         }
         if let Some(f) = d.format {
-            source = source.with_format(match f {
-                TextFormat::Text => Format::Text,
-                TextFormat::Markdown => Format::Markdown,
-                TextFormat::Html => Format::Html,
-            });
+            source = source.with_format(f.into());
         }
         items.push(Pending { source, metadata });
     }
@@ -915,9 +912,9 @@ fn answer_json(model: String, a: wattos_rag::answer::Answer) -> AnswerResponse {
         (status = 400, description = "Invalid body or filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing rag:query", body = ErrorBody),
-        (status = 404, description = "No such collection or model", body = ErrorBody),
+        (status = 404, description = "No such collection, or no such conversation (or another user's)", body = ErrorBody),
         (status = 502, description = "Model failure", body = ErrorBody),
-        (status = 503, description = "No chat model", body = ErrorBody),
+        (status = 503, description = "No chat model, or conversations not configured", body = ErrorBody),
     )
 )]
 pub async fn answer(
@@ -975,14 +972,43 @@ pub async fn answer(
     opts.search = search;
     opts.context_tokens = context_tokens;
     opts.max_tokens = Some(max_tokens);
+    let conversation = crate::conversations::conversation_id_field(body.conversation_id)?;
     let rag = svc.rag(ctx.tenant(), &name).await?;
-    if !body.stream.unwrap_or(false) {
-        let a = rag.answer(&ctx, &*chat, &body.question, &opts).await?;
-        return Ok(Json(answer_json(model_name, a)).into_response());
-    }
+    // A thread by id: access is checked before retrieval, its turns go before the question.
+    let turn = match &conversation {
+        Some(id) => {
+            let new = vec![Message::user(body.question.clone())];
+            let (turn, history) = ThreadTurn::open(state.conversations(), &ctx, id, new).await?;
+            opts.history = history;
+            Some(turn)
+        }
+        None => None,
+    };
     let hits = rag.search(&ctx, &opts.search).await?;
     let context = ContextBuilder::new(opts.context_tokens).build(&hits);
-    let req = answer_request(&body.question, &context, &opts);
+    let mut req = answer_request(&body.question, &context, &opts);
+    if turn.is_some() {
+        req.messages = context_window(&*chat, opts.max_tokens).trim(&req.messages);
+    }
+    if !body.stream.unwrap_or(false) {
+        let resp = chat.chat(&ctx, req).await?;
+        let a = finish_answer(resp.text(), context, resp.usage);
+        if let Some(turn) = turn {
+            let cost = resp
+                .cost
+                .as_ref()
+                .map_or(0.0, |c| c.input_usd + c.cached_input_usd + c.output_usd);
+            turn.record(
+                Message::assistant(a.text.clone()),
+                resp.model.clone(),
+                resp.usage,
+                cost,
+            )
+            .await?;
+        }
+        let out = Json(answer_json(model_name, a)).into_response();
+        return Ok(with_conversation_header(out, conversation.as_deref()));
+    }
     let deltas = chat.chat_stream(&ctx, req).await?;
     let sources: Vec<SourceRef> = context.sources.iter().cloned().map(Into::into).collect();
     // A struct, not `json!`: scores keep their f32 rendering, as in the `done` event.
@@ -993,10 +1019,11 @@ pub async fn answer(
     let first = futures::stream::once(async move {
         Ok::<_, Infallible>(sse("sources", &SourcesEvent { sources }))
     });
-    let rest = answer_events(deltas, context, model_name);
-    Ok(Sse::new(first.chain(rest))
+    let rest = answer_events(deltas, context, model_name, turn);
+    let out = Sse::new(first.chain(rest))
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response();
+    Ok(with_conversation_header(out, conversation.as_deref()))
 }
 
 fn sse(name: &str, data: &impl serde::Serialize) -> Event {
@@ -1006,11 +1033,14 @@ fn sse(name: &str, data: &impl serde::Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().event(name).data("{}"))
 }
 
-/// `delta` events per text delta, then `done` with the checked answer, or `error`.
+/// `delta` events per text delta, then `done` with the checked answer, or `error`. With a
+/// conversation `turn`, the question and the checked answer are appended before `done`; if that
+/// fails the last event is `error` instead.
 fn answer_events(
     deltas: wattos_core::llm::ChatStream,
     context: wattos_rag::answer::Context,
     model: String,
+    turn: Option<ThreadTurn>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     struct St {
         deltas: wattos_core::llm::ChatStream,
@@ -1018,6 +1048,7 @@ fn answer_events(
         model: String,
         text: String,
         usage: Usage,
+        turn: Option<ThreadTurn>,
     }
     let st = St {
         deltas,
@@ -1025,6 +1056,7 @@ fn answer_events(
         model,
         text: String::new(),
         usage: Usage::default(),
+        turn,
     };
     futures::stream::unfold(st, |mut st| async move {
         let context = st.context.take()?;
@@ -1043,6 +1075,14 @@ fn answer_events(
                 }
                 None => {
                     let a = finish_answer(&st.text, context, st.usage);
+                    if let Some(turn) = st.turn.take() {
+                        let answer = Message::assistant(a.text.clone());
+                        if let Err(e) = turn.record_priced(answer, st.model.clone(), st.usage).await
+                        {
+                            tracing::error!(error = %e, "RAG answer not stored in its conversation");
+                            return Some((Ok(sse("error", &error_body(&e))), st));
+                        }
+                    }
                     let done = answer_json(st.model.clone(), a);
                     return Some((Ok(sse("done", &done)), st));
                 }

@@ -68,6 +68,27 @@ pub enum TextFormat {
     Html,
 }
 
+impl TextFormat {
+    /// The wire name (`text`, `markdown`, `html`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Markdown => "markdown",
+            Self::Html => "html",
+        }
+    }
+}
+
+impl From<TextFormat> for wattos_rag::document::Format {
+    fn from(f: TextFormat) -> Self {
+        match f {
+            TextFormat::Text => Self::Text,
+            TextFormat::Markdown => Self::Markdown,
+            TextFormat::Html => Self::Html,
+        }
+    }
+}
+
 /// One document of a JSON ingest.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -299,6 +320,11 @@ pub struct AnswerBody {
     /// Stream the answer as server-sent events.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Continue this conversation (`/v1/conversations`): its earlier turns (trimmed to the model's
+    /// context window) go before the question, and the question and the answer are appended to
+    /// it once the answer is complete. The response carries `x-wattos-conversation-id`.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
 }
 
 /// A numbered source given to the model.

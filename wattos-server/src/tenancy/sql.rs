@@ -4,7 +4,7 @@
 use std::sync::Once;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use wattos_core::tenancy::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditLog, AuditPage, AuditRecord,
@@ -65,6 +65,14 @@ impl SqlStore {
     /// # Errors
     /// `invalid_input` for an unknown scheme, `unavailable` when the database cannot be reached.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, crate::dbpool::PoolSpec::default()).await
+    }
+
+    /// Like [`SqlStore::connect`] with the pool size and acquire timeout of `spec`.
+    ///
+    /// # Errors
+    /// As [`SqlStore::connect`].
+    pub async fn connect_with(url: &str, spec: crate::dbpool::PoolSpec) -> Result<Self> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = if url.starts_with("sqlite:") {
@@ -78,13 +86,13 @@ impl SqlStore {
             ));
         };
         let in_memory = backend == Backend::Sqlite && url.contains(":memory:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 8 })
-            .connect(url)
-            .await
-            .map_err(|e| {
-                Error::unavailable("cannot connect to the tenancy database").with_source(e)
-            })?;
+        let spec = crate::dbpool::PoolSpec {
+            max_connections: if in_memory { 1 } else { spec.max_connections },
+            ..spec
+        };
+        let pool = spec.any().connect(url).await.map_err(|e| {
+            Error::unavailable("cannot connect to the tenancy database").with_source(e)
+        })?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,

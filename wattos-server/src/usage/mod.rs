@@ -32,7 +32,8 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn as_str(self) -> &'static str {
+    /// `chat` or `embedding`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "chat",
             Self::Embedding => "embedding",
@@ -88,11 +89,17 @@ impl SqlUsage {
     /// Starts the writer over `store`'s database (its migrations created `usage_records`). Needs a
     /// Tokio runtime.
     pub fn new(store: &SqlStore) -> Self {
+        Self::with_pool(store.pool().clone(), store.backend())
+    }
+
+    /// Starts the writer on its own `pool` of a `backend` database whose tenancy migrations ran
+    /// (so `usage_records` exists). Needs a Tokio runtime.
+    pub fn with_pool(pool: AnyPool, backend: Backend) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let this = Self {
             tx,
-            pool: store.pool().clone(),
-            backend: store.backend(),
+            pool,
+            backend,
             dropped: Arc::default(),
         };
         tokio::spawn(writer(this.pool.clone(), this.backend, rx));
@@ -168,6 +175,42 @@ impl UsageSink for TaggedSink {
 
     async fn flush(&self) -> Result<()> {
         self.usage.flush().await
+    }
+}
+
+/// Hands every record to several sinks (the SQL store and the event publisher); a failing sink
+/// does not keep the record from the others.
+pub struct FanoutUsageSink {
+    sinks: Vec<Arc<dyn UsageSink>>,
+}
+
+impl FanoutUsageSink {
+    /// Records go to each of `sinks`, in order.
+    pub fn new(sinks: Vec<Arc<dyn UsageSink>>) -> Self {
+        Self { sinks }
+    }
+}
+
+#[async_trait]
+impl UsageSink for FanoutUsageSink {
+    async fn record(&self, record: UsageRecord) -> Result<()> {
+        let mut first_err = None;
+        for s in &self.sinks {
+            if let Err(e) = s.record(record.clone()).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let mut first_err = None;
+        for s in &self.sinks {
+            if let Err(e) = s.flush().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -384,6 +427,41 @@ impl UsageReporter for SqlUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wattos_llm::usage::MemoryUsageSink;
+
+    struct Failing;
+
+    #[async_trait]
+    impl UsageSink for Failing {
+        async fn record(&self, _record: UsageRecord) -> Result<()> {
+            Err(Error::unavailable("down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_fanout_feeds_every_sink_even_when_one_fails() {
+        let a = Arc::new(MemoryUsageSink::default());
+        let b = Arc::new(MemoryUsageSink::default());
+        let fan = FanoutUsageSink::new(vec![a.clone(), Arc::new(Failing), b.clone()]);
+        let rec = UsageRecord {
+            at: std::time::SystemTime::now(),
+            tenant: TenantId::new("acme").unwrap(),
+            principal: "p".into(),
+            request_id: "r".into(),
+            model_group: "m".into(),
+            deployment: "m".into(),
+            upstream_model: "m".into(),
+            usage: wattos_core::llm::Usage::default(),
+            cost_nanos: 1,
+            latency: std::time::Duration::from_millis(1),
+            outcome: UsageOutcome::Success,
+            attempt: 1,
+            streamed: false,
+        };
+        assert!(fan.record(rec).await.is_err());
+        assert_eq!((a.records().len(), b.records().len()), (1, 1));
+        fan.flush().await.unwrap();
+    }
 
     #[test]
     fn civil_dates() {

@@ -139,9 +139,19 @@ pub(crate) async fn start() -> String {
     let conversations = wattos_server::conversations::ConversationServices::open(&config)
         .await
         .unwrap();
+    // Background jobs on an in-process queue, run by a worker here, through the RAG API's service.
+    let jobs = wattos_server::jobs::Jobs::new(
+        Arc::new(wattos_rag::jobs::MemoryJobQueue::new()),
+        rag.clone()
+            .map(|r| Arc::new(r) as Arc<dyn wattos_server::jobs::IngestionService>),
+        wattos_server::jobs::JobSettings::default(),
+    );
+    // The worker runs as long as the test process (no shutdown).
+    let _worker = jobs.spawn_worker(tokio_util::sync::CancellationToken::new());
     let state = AppState::with_parts(config.clone(), AppState::default_health(&config), catalog)
         .with_rag(rag)
         .with_agents(Some(agents))
+        .with_jobs(Some(jobs))
         .with_conversations(Some(conversations));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -17,6 +17,7 @@ use wattos_core::llm::ChatStream;
 
 use super::GatewayState;
 use super::context::{CallerConfig, Ctx};
+use crate::conversations::{ThreadTurn, with_conversation_header};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use chat::{ChatCompletionRequest, ChunkWriter};
 
@@ -54,27 +55,40 @@ pub async fn chat_completions<S: GatewayState>(
     let stream = req.is_stream();
     let include_usage = req.include_usage();
     let conversation = crate::conversations::conversation_id(&req.other)?;
-    let neutral = req.into_neutral()?;
+    let mut neutral = req.into_neutral()?;
     let model = state.catalog().chat(&ctx, &neutral.model)?;
-    if let Some(id) = conversation {
-        return crate::conversations::continue_chat(
-            state.conversations(),
-            &ctx,
-            &id,
-            model,
-            neutral,
-            stream,
-        )
-        .await;
-    }
+    // A thread by id: its stored history goes first, trimmed to the model's window; the turn is
+    // stored once the answer is complete.
+    let turn = match conversation {
+        Some(id) => {
+            let new = neutral.messages.clone();
+            let (turn, mut messages) =
+                ThreadTurn::open(state.conversations(), &ctx, &id, new).await?;
+            messages.append(&mut neutral.messages);
+            neutral.messages =
+                crate::conversations::context_window(&*model, neutral.max_tokens).trim(&messages);
+            Some(turn)
+        }
+        None => None,
+    };
     let requested = neutral.model.clone();
     if stream {
-        let deltas = model.chat_stream(&ctx, neutral).await?;
+        let mut deltas = model.chat_stream(&ctx, neutral).await?;
+        let tag = turn.as_ref().map(|t| t.id().to_owned());
+        if let Some(turn) = turn {
+            deltas = turn.record_stream(deltas, requested.clone());
+        }
         let writer = ChunkWriter::new(requested, super::catalog::now_secs(), include_usage);
-        Ok(Sse::new(sse_events(deltas, writer)).into_response())
+        let resp = Sse::new(sse_events(deltas, writer)).into_response();
+        Ok(with_conversation_header(resp, tag.as_deref()))
     } else {
         let resp = model.chat(&ctx, neutral).await?;
-        Ok(Json(chat::to_completion(resp, super::catalog::now_secs())).into_response())
+        let tag = turn.as_ref().map(|t| t.id().to_owned());
+        if let Some(turn) = turn {
+            turn.record_response(&resp).await?;
+        }
+        let out = Json(chat::to_completion(resp, super::catalog::now_secs())).into_response();
+        Ok(with_conversation_header(out, tag.as_deref()))
     }
 }
 

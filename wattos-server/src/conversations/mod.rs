@@ -13,17 +13,20 @@
 //! | GET | /v1/feedback/report | ratings by model and collection |
 //! | GET | /v1/feedback/export | rated answers as a BEIR eval set (`corpus`, `queries`, `qrels` texts) |
 //!
-//! A chat completion request with the extension field `"conversation_id"` continues that thread:
-//! the stored history (trimmed to the model's context window) is put before the request's
-//! messages, and the new messages plus the answer are appended with usage and cost. Clients that do
-//! not send the field see the OpenAI API unchanged.
+//! A chat completion request (streaming or not) or a RAG answer with the extension field
+//! `"conversation_id"` continues that thread ([`ThreadTurn`]): the stored history (trimmed to the
+//! model's context window) is put before the request's messages, and once the answer is complete
+//! the new messages plus the answer are appended with usage and cost. A failed or cut-off answer
+//! appends nothing. Clients that do not send the field see the OpenAI API unchanged.
+//!
+//! Retention: [`RetentionSweeper`] deletes threads older than each tenant's `retention.data_days`.
 //!
 //! Storage: SQLite files under `data_dir` in embedded mode, the configured Postgres in shared mode.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,11 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use wattos_agents::conversation::{
-    Conversations, ListOptions, NewConversation, NewMessage, SqlConversationStore, window_for_model,
+    Conversations, ListOptions, NewConversation, SqlConversationStore,
 };
 use wattos_core::config::{Config, DeploymentMode};
-use wattos_core::llm::{ChatModel, ChatRequest};
-use wattos_core::{Error, RequestContext, Result};
+use wattos_core::{Error, Result};
 use wattos_rag::feedback::{FeedbackFilter, FeedbackStore, NewFeedback, SqlFeedbackStore};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -43,11 +45,38 @@ use crate::gateway::Ctx;
 use crate::gateway::openai::parse_body;
 use crate::state::AppState;
 
-/// Response header naming the conversation a chat completion was stored in.
-pub const CONVERSATION_HEADER: &str = "x-wattos-conversation-id";
+mod retention;
+mod turn;
 
-/// Context window assumed for models that do not report one.
-pub const DEFAULT_CONTEXT_WINDOW: usize = 8192;
+pub use retention::RetentionSweeper;
+pub use turn::{
+    CONVERSATION_HEADER, DEFAULT_CONTEXT_WINDOW, ThreadTurn, context_window,
+    with_conversation_header,
+};
+
+/// `conversations.*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSettings {
+    /// `conversations.retention_interval`: how often [`RetentionSweeper`] applies each tenant's
+    /// `retention.data_days` (default 1 h, at least 1 s).
+    pub retention_interval: std::time::Duration,
+}
+
+impl ConversationSettings {
+    /// Reads the settings, recording problems in `r`.
+    pub fn read(r: &mut wattos_core::config::ConfigReader) -> Self {
+        let s = Self {
+            retention_interval: r.or(
+                "conversations.retention_interval",
+                std::time::Duration::from_secs(3600),
+            ),
+        };
+        if s.retention_interval < std::time::Duration::from_secs(1) {
+            r.problem("conversations.retention_interval", "must be at least 1s");
+        }
+        s
+    }
+}
 
 /// The conversation and feedback stores. Cheap to clone.
 #[derive(Clone)]
@@ -72,8 +101,8 @@ impl ConversationServices {
     pub async fn open(config: &Config) -> Result<Self> {
         match (&config.mode, &config.database) {
             (DeploymentMode::Shared, Some(db)) => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(db.max_connections.clamp(1, 16))
+                let pool = crate::dbpool::PoolSpec::of(config, crate::dbpool::Pool::Conversations)
+                    .pg()
                     .connect(db.url.expose())
                     .await
                     .map_err(|e| Error::unavailable(format!("conversation database: {e}")))?;
@@ -400,6 +429,20 @@ pub async fn feedback_export(
     Ok(Json(wattos_rag::feedback::beir_files(&all)))
 }
 
+/// A `conversation_id` body field: absent, or a non-empty id.
+///
+/// # Errors
+/// `invalid_input` when it is blank.
+pub fn conversation_id_field(id: Option<String>) -> ApiResult<Option<String>> {
+    match id {
+        Some(s) if s.trim().is_empty() => Err(ApiError(Error::invalid_field(
+            "conversation_id",
+            "must be a non-empty string",
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// The `conversation_id` extension field of a chat completion request, if any.
 ///
 /// # Errors
@@ -415,78 +458,6 @@ pub fn conversation_id(
             "must be a non-empty string",
         ))),
     }
-}
-
-/// Continues thread `id`: history (trimmed to the model's window) + `req.messages` -> model; the
-/// new messages and the answer are appended. Returns the response with
-/// [`CONVERSATION_HEADER`] set.
-///
-/// # Errors
-/// Conversation access errors (`NotFound`, `Forbidden`), the model's errors; `stream: true` is
-/// `invalid_input` (not supported with a conversation yet).
-pub async fn continue_chat(
-    services: Option<&ConversationServices>,
-    ctx: &RequestContext,
-    id: &str,
-    model: Arc<dyn ChatModel>,
-    mut req: ChatRequest,
-    stream: bool,
-) -> ApiResult<Response> {
-    if stream {
-        return Err(ApiError(Error::invalid_field(
-            "stream",
-            "streaming is not supported together with conversation_id",
-        )));
-    }
-    let svc = services.ok_or_else(|| {
-        ApiError(Error::unavailable(
-            "conversations are not configured on this server",
-        ))
-    })?;
-    let store = svc.conversations.store();
-    // Access check first, so a refused caller learns nothing from the model call.
-    store.get(ctx, id).await?;
-    let caps = model.capabilities();
-    let window_tokens = caps
-        .context_window
-        .map_or(DEFAULT_CONTEXT_WINDOW, |w| w as usize);
-    let reserve = req
-        .max_tokens
-        .or(caps.max_output_tokens)
-        .map_or(0, |t| t as usize);
-    let window = window_for_model(window_tokens, reserve);
-    let new_messages = req.messages.clone();
-    let mut all: Vec<_> = store
-        .messages(ctx, id)
-        .await?
-        .into_iter()
-        .map(|m| m.message)
-        .collect();
-    all.extend(new_messages.iter().cloned());
-    req.messages = window.trim(&all);
-    let resp = model.chat(ctx, req).await?;
-    let cost = resp
-        .cost
-        .as_ref()
-        .map_or(0.0, |c| c.input_usd + c.cached_input_usd + c.output_usd);
-    let mut batch: Vec<NewMessage> = new_messages.into_iter().map(NewMessage::plain).collect();
-    let answer = wattos_core::llm::Message::Assistant {
-        content: resp.content.clone(),
-        tool_calls: resp.tool_calls.clone(),
-    };
-    batch.push(
-        NewMessage::answer(answer, resp.model.clone(), resp.usage, cost)
-            .with_request_id(ctx.request_id().as_str()),
-    );
-    store.append(ctx, id, batch).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut out = Json(crate::gateway::openai::chat::to_completion(resp, now)).into_response();
-    if let Ok(v) = HeaderValue::from_str(id) {
-        out.headers_mut().insert(CONVERSATION_HEADER, v);
-    }
-    Ok(out)
 }
 
 /// OpenAPI paths of this module.
