@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::quantized_llama::ModelWeights;
 use wattos_core::{Error, Result};
 
 use super::constrain::{TokenIndex, mask_logits};
 use super::error;
 use super::gguf_tokenizer::{GgufTokenizer, Utf8Stream};
 use super::grammar::{Grammar, Matcher};
+use super::llama::Llama;
 use super::stop::StopScanner;
 use super::tool_calls::TOOL_CALL_OPEN;
 
@@ -79,7 +79,7 @@ pub(crate) struct GenOutcome {
 /// Runs generation for `prompt_ids` (already checked against the context window).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn generate(
-    model: &mut ModelWeights,
+    model: &mut Llama,
     tokenizer: &GgufTokenizer,
     token_index: &TokenIndex,
     model_name: &str,

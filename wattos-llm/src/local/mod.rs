@@ -27,6 +27,7 @@ mod fastembed;
 mod generate;
 mod gguf_tokenizer;
 mod grammar;
+mod llama;
 mod minilm;
 mod prompt;
 mod smollm;

@@ -1,16 +1,15 @@
 //! SmolLM2-135M-Instruct (or any llama-architecture GGUF with a byte-level BPE vocabulary) as a
-//! [`ChatModel`], with candle's `quantized_llama`.
+//! [`ChatModel`], on the quantized Llama forward pass in [`super::llama`].
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use candle_core::Device;
-use candle_core::quantized::gguf_file::{self, Content};
+use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
@@ -26,6 +25,7 @@ use super::error::{self, LoadError};
 use super::generate::{Constraint, EndReason, GenOutcome, GenParams, generate};
 use super::gguf_tokenizer::GgufTokenizer;
 use super::grammar::Grammar;
+use super::llama::{Llama, LlamaShape};
 use super::prompt::{self, Prompt};
 use super::tool_calls::{TOOL_CALL_CLOSE, parse_tool_calls};
 
@@ -149,7 +149,7 @@ struct Shared {
     template: ChatTemplate,
     context_window: usize,
     token_index: TokenIndex,
-    model: Arc<Mutex<ModelWeights>>,
+    model: Arc<Mutex<Llama>>,
 }
 
 impl std::fmt::Debug for SmolLm {
@@ -184,16 +184,25 @@ impl SmolLm {
             .metadata
             .get("llama.context_length")
             .and_then(|v| v.to_u32().ok())
-            .map_or(MAX_SEQ_LEN, |n| n as usize);
-        let context_window = trained_context.min(MAX_SEQ_LEN);
+            .map_or(DEFAULT_CONTEXT, |n| n as usize);
+        let context_window = trained_context.clamp(1, MAX_CONTEXT);
 
         let device = Device::Cpu;
-        let model = match options.weights {
-            WeightFormat::AsStored => ModelWeights::from_gguf(content, &mut file, &device),
-            WeightFormat::Q8_0 => requantized(content, &mut file, GgmlDType::Q8_0, &device),
-            WeightFormat::Q4_0 => requantized(content, &mut file, GgmlDType::Q4_0, &device),
-        }
-        .map_err(|e| corrupt(&e))?;
+        let target = match options.weights {
+            WeightFormat::AsStored => None,
+            WeightFormat::Q8_0 => Some(GgmlDType::Q8_0),
+            WeightFormat::Q4_0 => Some(GgmlDType::Q4_0),
+        };
+        let model = LlamaShape::from_metadata(&content.metadata)
+            .and_then(|shape| {
+                let mut tensors = read_tensors(&content, &mut file, target, &device)?;
+                Llama::load(shape, context_window, &device, |name| {
+                    tensors
+                        .remove(name)
+                        .ok_or_else(|| candle_core::Error::Msg(format!("tensor {name} is missing")))
+                })
+            })
+            .map_err(|e| corrupt(&e))?;
         if tokenizer.vocab_size() == 0 {
             return Err(LoadError::corrupt(path, "tokenizer.ggml.tokens is empty"));
         }
@@ -312,38 +321,30 @@ fn constraint(req: &ChatRequest, prompt: &Prompt) -> Option<Constraint> {
     }
 }
 
-/// Reads every tensor, converts quantized ones to `target`, and builds the model from an in-memory
-/// GGUF with the same metadata.
-fn requantized(
-    content: Content,
+/// Context window when the GGUF does not say (`llama.context_length`).
+const DEFAULT_CONTEXT: usize = 2048;
+/// Upper bound on the context window (RoPE tables and attention grow with it).
+const MAX_CONTEXT: usize = 32_768;
+
+/// Reads every tensor, converting quantized ones to `target` (float tensors such as norms stay as
+/// they are; `None` keeps the stored types).
+fn read_tensors(
+    content: &Content,
     file: &mut File,
-    target: GgmlDType,
+    target: Option<GgmlDType>,
     device: &Device,
-) -> candle_core::Result<ModelWeights> {
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
-    for name in names {
+) -> candle_core::Result<HashMap<String, QTensor>> {
+    let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
+    for name in content.tensor_infos.keys() {
         let q = content.tensor(file, name, device)?;
-        let q = match q.dtype() {
-            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => q,
-            dtype if dtype == target => q,
-            _ => QTensor::quantize(&q.dequantize(device)?, target)?,
+        let q = match (target, q.dtype()) {
+            (None, _) | (_, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => q,
+            (Some(t), dtype) if dtype == t => q,
+            (Some(t), _) => QTensor::quantize(&q.dequantize(device)?, t)?,
         };
-        tensors.push((name.clone(), q));
+        tensors.insert(name.clone(), q);
     }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut buffer = Cursor::new(Vec::new());
-    gguf_file::write(&mut buffer, &metadata, &tensor_refs)?;
-    drop(tensors);
-    buffer.set_position(0);
-    let content = Content::read(&mut buffer)?;
-    ModelWeights::from_gguf(content, &mut buffer, device)
+    Ok(tensors)
 }
 
 /// Turns the end of a generation into the final deltas (tool calls, validation, usage, finish).
