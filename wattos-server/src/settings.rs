@@ -6,6 +6,7 @@ use std::path::Path;
 use wattos_core::config::{
     Config, ConfigError, ConfigReader, ConfigSources, DeploymentMode, Secret,
 };
+use wattos_llm::local::ModelRef;
 use wattos_llm::registry::ProvidersConfig;
 
 /// Whether requests must authenticate.
@@ -43,12 +44,30 @@ pub struct AuthSettings {
 }
 
 /// Which local models to load at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalModelSettings {
     /// Serve SmolLM2-135M-Instruct as `smollm2-135m-instruct`.
     pub chat: bool,
     /// Serve all-MiniLM-L6-v2 as `all-minilm-l6-v2`.
     pub embeddings: bool,
+    /// Where the chat model's GGUF file comes from (`models.local_chat_from`): a path or a Hub
+    /// reference (`owner/name[@revision]/file.gguf`); the model cache folder when unset.
+    pub chat_from: Option<ModelRef>,
+    /// Where the embedding model's folder comes from (`models.local_embeddings_from`): a path or
+    /// a Hub repository (`sentence-transformers/all-MiniLM-L6-v2`); the model cache folder when
+    /// unset.
+    pub embeddings_from: Option<ModelRef>,
+}
+
+fn model_ref(r: &mut ConfigReader, key: &str) -> Option<ModelRef> {
+    let spec: String = r.optional(key)?;
+    match ModelRef::parse(&spec) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            r.problem(key, e.to_string());
+            None
+        }
+    }
 }
 
 /// Everything the server is configured with.
@@ -93,6 +112,8 @@ impl Settings {
         let local_models = LocalModelSettings {
             chat: r.or("models.local_chat", true),
             embeddings: r.or("models.local_embeddings", true),
+            chat_from: model_ref(&mut r, "models.local_chat_from"),
+            embeddings_from: model_ref(&mut r, "models.local_embeddings_from"),
         };
         let (providers, router) = read_providers(&mut r);
         let jobs = crate::jobs::JobSettings::read(&mut r);

@@ -21,6 +21,9 @@ pub const MINILM_CACHE_SUBDIR: &str = "all-minilm-l6-v2";
 /// Longest input in tokens; longer inputs are truncated (sentence-transformers' `max_seq_length`).
 pub const MINILM_MAX_TOKENS: usize = 256;
 
+/// The files of a sentence-transformers BERT folder that [`MiniLmEmbedder::load`] reads.
+pub const MINILM_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
 /// Sequences run through BERT together; larger requests are split, shortest first, to limit padding.
 const FORWARD_BATCH: usize = 32;
 
@@ -73,9 +76,10 @@ impl MiniLmEmbedder {
     /// [`LoadError::MissingFile`] or [`LoadError::CorruptFile`] naming the file at fault.
     pub fn load(folder: impl AsRef<Path>) -> std::result::Result<Self, LoadError> {
         let folder = folder.as_ref();
-        let config_path = folder.join("config.json");
-        let tokenizer_path = folder.join("tokenizer.json");
-        let weights_path = folder.join("model.safetensors");
+        let [config_file, tokenizer_file, weights_file] = MINILM_FILES;
+        let config_path = folder.join(config_file);
+        let tokenizer_path = folder.join(tokenizer_file);
+        let weights_path = folder.join(weights_file);
 
         let config: Config = serde_json::from_slice(&error::read_file(&config_path)?)
             .map_err(|e| LoadError::corrupt(&config_path, e))?;

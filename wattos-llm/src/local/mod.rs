@@ -27,6 +27,8 @@ mod fastembed;
 mod generate;
 mod gguf_tokenizer;
 mod grammar;
+#[cfg(feature = "hub")]
+mod hub;
 mod llama;
 mod minilm;
 mod prompt;
@@ -39,7 +41,9 @@ use std::path::PathBuf;
 pub use error::LoadError;
 #[cfg(feature = "fastembed")]
 pub use fastembed::FastEmbedder;
-pub use minilm::{MINILM_CACHE_SUBDIR, MINILM_MAX_TOKENS, MiniLmEmbedder};
+#[cfg(feature = "hub")]
+pub use hub::{HubCache, ModelRef};
+pub use minilm::{MINILM_CACHE_SUBDIR, MINILM_FILES, MINILM_MAX_TOKENS, MiniLmEmbedder};
 pub use smollm::{SMOLLM_CACHE_FILE, SmolLm, SmolLmOptions, WeightFormat};
 pub use tool_calls::{parse_tool_calls, render_tool_prompt};
 
