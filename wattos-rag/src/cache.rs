@@ -140,6 +140,30 @@ mod redis_cache {
             })
         }
 
+        /// A cache over an existing connection (for example one of the server's pooled ones).
+        pub fn from_connection(
+            conn: ConnectionManager,
+            prefix: impl Into<String>,
+            ttl_secs: u64,
+        ) -> Self {
+            Self {
+                conn,
+                prefix: prefix.into(),
+                ttl_secs: ttl_secs.max(1),
+            }
+        }
+
+        /// The same connection and TTL under `prefix:scope` (for example one collection), so
+        /// equal queries in different scopes never share entries and invalidating one scope
+        /// leaves the others' entries alone.
+        pub fn scoped(&self, scope: &str) -> Self {
+            Self {
+                conn: self.conn.clone(),
+                prefix: format!("{}:{scope}", self.prefix),
+                ttl_secs: self.ttl_secs,
+            }
+        }
+
         async fn generation(&self, ctx: &RequestContext) -> Result<u64> {
             let mut c = self.conn.clone();
             let g: Option<u64> = c

@@ -73,7 +73,7 @@ use crate::cache::{MemoryQueryCache, QueryCache};
 use crate::chunk::{Chunker, StructuredChunker};
 use crate::document::Source;
 use crate::embed::CachedEmbedder;
-use crate::keyword::{KeywordIndex, Language};
+use crate::keyword::{KeywordIndex, KeywordSearch, Language};
 use crate::loader::{AutoLoader, Loader};
 use crate::pipeline::{IndexPipeline, IngestReport};
 use crate::rerank::Reranker;
@@ -170,15 +170,25 @@ impl Rag {
     }
 }
 
+/// The query cache a [`RagBuilder`] puts in front of retrieval.
+enum QueryCacheChoice {
+    /// A [`MemoryQueryCache`] of 1024 entries per tenant.
+    Default,
+    /// The caller's cache.
+    Given(Arc<dyn QueryCache>),
+    /// None.
+    Disabled,
+}
+
 /// Builds a [`Rag`] from chosen parts; unset parts get the embedded defaults.
 pub struct RagBuilder {
     embedder: Arc<dyn EmbeddingModel>,
     loader: Arc<dyn Loader>,
     chunker: Option<Arc<dyn Chunker>>,
     vectors: Option<Arc<dyn VectorStore>>,
-    keywords: Option<KeywordIndex>,
+    keywords: Option<Arc<dyn KeywordSearch>>,
     reranker: Option<Arc<dyn Reranker>>,
-    cache: Option<Arc<dyn QueryCache>>,
+    cache: QueryCacheChoice,
     embedding_cache: usize,
     transformers: Vec<Arc<dyn pipeline::MetadataTransformer>>,
 }
@@ -193,7 +203,7 @@ impl RagBuilder {
             vectors: None,
             keywords: None,
             reranker: None,
-            cache: None,
+            cache: QueryCacheChoice::Default,
             embedding_cache: 100_000,
             transformers: Vec::new(),
         }
@@ -214,9 +224,9 @@ impl RagBuilder {
         self.vectors = Some(v);
         self
     }
-    /// Keyword index (none by default: dense only).
-    pub fn keyword_index(mut self, k: KeywordIndex) -> Self {
-        self.keywords = Some(k);
+    /// Keyword index (none by default: dense only), e.g. a [`KeywordIndex`].
+    pub fn keyword_index(mut self, k: impl KeywordSearch + 'static) -> Self {
+        self.keywords = Some(Arc::new(k));
         self
     }
     /// Reranker for requests with `rerank: true`.
@@ -226,7 +236,14 @@ impl RagBuilder {
     }
     /// Query cache (default: [`MemoryQueryCache`] with 1024 entries per tenant).
     pub fn query_cache(mut self, c: Arc<dyn QueryCache>) -> Self {
-        self.cache = Some(c);
+        self.cache = QueryCacheChoice::Given(c);
+        self
+    }
+    /// No query cache: every search reaches the stores. For stacks whose stores other processes
+    /// write to, where a per-process cache would serve stale results (share one instead, such as
+    /// `cache::RedisQueryCache`).
+    pub fn without_query_cache(mut self) -> Self {
+        self.cache = QueryCacheChoice::Disabled;
         self
     }
     /// Embedding cache size in vectors (default 100 000; 0 disables).
@@ -268,19 +285,24 @@ impl RagBuilder {
             Some(c) => c,
             None => Arc::new(StructuredChunker::new(256)?),
         };
-        let cache = self
-            .cache
-            .unwrap_or_else(|| Arc::new(MemoryQueryCache::new(1024)));
+        let cache: Option<Arc<dyn QueryCache>> = match self.cache {
+            QueryCacheChoice::Default => Some(Arc::new(MemoryQueryCache::new(1024))),
+            QueryCacheChoice::Given(c) => Some(c),
+            QueryCacheChoice::Disabled => None,
+        };
         let mut pipeline =
-            IndexPipeline::new(self.loader, chunker, embedder.clone(), vectors.clone())
-                .with_cache(cache.clone());
+            IndexPipeline::new(self.loader, chunker, embedder.clone(), vectors.clone());
+        let mut retriever = Retriever::new(embedder, vectors);
+        if let Some(cache) = cache {
+            pipeline = pipeline.with_cache(cache.clone());
+            retriever = retriever.with_cache(cache);
+        }
         for t in self.transformers {
             pipeline = pipeline.with_transformer(t);
         }
-        let mut retriever = Retriever::new(embedder, vectors).with_cache(cache);
         if let Some(k) = self.keywords {
-            pipeline = pipeline.with_keywords(k.clone());
-            retriever = retriever.with_keywords(k);
+            pipeline = pipeline.with_shared_keywords(k.clone());
+            retriever = retriever.with_shared_keywords(k);
         }
         if let Some(r) = self.reranker {
             retriever = retriever.with_reranker(r);

@@ -21,7 +21,7 @@ use crate::cache::QueryCache;
 use crate::chunk::Chunker;
 use crate::document::{Chunk, Document, Source};
 use crate::embed::embed_concurrently;
-use crate::keyword::{KeywordChunk, KeywordIndex};
+use crate::keyword::{KeywordChunk, KeywordSearch};
 use crate::loader::Loader;
 
 /// Metadata key holding the document's content hash on every chunk.
@@ -122,7 +122,7 @@ pub struct IndexPipeline {
     transformers: Vec<Arc<dyn MetadataTransformer>>,
     embedder: Arc<dyn EmbeddingModel>,
     vectors: Arc<dyn VectorStore>,
-    keywords: Option<KeywordIndex>,
+    keywords: Option<Arc<dyn KeywordSearch>>,
     cache: Option<Arc<dyn QueryCache>>,
     concurrency: usize,
 }
@@ -153,7 +153,13 @@ impl IndexPipeline {
     }
 
     /// Also indexes chunks for BM25.
-    pub fn with_keywords(mut self, keywords: KeywordIndex) -> Self {
+    pub fn with_keywords(self, keywords: impl KeywordSearch + 'static) -> Self {
+        self.with_shared_keywords(Arc::new(keywords))
+    }
+
+    /// As [`Self::with_keywords`], with an index shared with other parts (the pipeline and the
+    /// retriever of one stack share theirs).
+    pub fn with_shared_keywords(mut self, keywords: Arc<dyn KeywordSearch>) -> Self {
         self.keywords = Some(keywords);
         self
     }
@@ -335,7 +341,7 @@ impl IndexPipeline {
                     )
                 })
                 .collect();
-            if let Err(e) = kw.replace_documents(ctx, &docs) {
+            if let Err(e) = kw.replace_documents(ctx, &docs).await {
                 // Keep the indexes consistent: take the documents out of the vector store as well.
                 let doc_ids: Vec<String> = written.iter().map(|(_, p)| p.doc_id.clone()).collect();
                 let _ = self.vectors.delete_documents(ctx, &doc_ids).await;
@@ -382,7 +388,7 @@ impl IndexPipeline {
     pub async fn delete(&self, ctx: &RequestContext, document_ids: &[String]) -> Result<u64> {
         let n = self.vectors.delete_documents(ctx, document_ids).await?;
         if let Some(kw) = &self.keywords {
-            kw.delete_documents(ctx, document_ids)?;
+            kw.delete_documents(ctx, document_ids).await?;
         }
         self.invalidate(ctx).await;
         Ok(n)

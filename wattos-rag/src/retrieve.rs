@@ -10,7 +10,7 @@ use wattos_core::{Error, RequestContext, Result};
 
 use crate::cache::QueryCache;
 use crate::fusion::{Fusion, fuse, weights};
-use crate::keyword::KeywordIndex;
+use crate::keyword::KeywordSearch;
 use crate::rerank::Reranker;
 
 /// Which first-stage retrieval runs.
@@ -89,7 +89,7 @@ impl SearchRequest {
 pub struct Retriever {
     embedder: Arc<dyn EmbeddingModel>,
     vectors: Arc<dyn VectorStore>,
-    keywords: Option<KeywordIndex>,
+    keywords: Option<Arc<dyn KeywordSearch>>,
     reranker: Option<Arc<dyn Reranker>>,
     cache: Option<Arc<dyn QueryCache>>,
 }
@@ -107,7 +107,13 @@ impl Retriever {
     }
 
     /// Enables keyword and hybrid modes.
-    pub fn with_keywords(mut self, keywords: KeywordIndex) -> Self {
+    pub fn with_keywords(self, keywords: impl KeywordSearch + 'static) -> Self {
+        self.with_shared_keywords(Arc::new(keywords))
+    }
+
+    /// As [`Self::with_keywords`], with an index shared with other parts (the pipeline and the
+    /// retriever of one stack share theirs).
+    pub fn with_shared_keywords(mut self, keywords: Arc<dyn KeywordSearch>) -> Self {
         self.keywords = Some(keywords);
         self
     }
@@ -169,37 +175,33 @@ impl Retriever {
         self.vectors.search(ctx, &q).await
     }
 
-    fn keyword(&self, ctx: &RequestContext, req: &SearchRequest, n: usize) -> Result<Vec<Hit>> {
-        let kw = self
-            .keywords
-            .as_ref()
-            .ok_or_else(|| Error::invalid_field("mode", "no keyword index configured"))?;
-        kw.search(ctx, &req.query, n, req.filter.as_ref())
+    fn keywords(&self) -> Result<&dyn KeywordSearch> {
+        self.keywords
+            .as_deref()
+            .ok_or_else(|| Error::invalid_field("mode", "no keyword index configured"))
     }
 
-    /// Both first-stage lists. BM25 runs on tokio's blocking pool while the query is embedded and the
-    /// vector store searched, so the two CPU-bound stages overlap (inline when no tokio runtime).
+    async fn keyword(
+        &self,
+        ctx: &RequestContext,
+        req: &SearchRequest,
+        n: usize,
+    ) -> Result<Vec<Hit>> {
+        self.keywords()?
+            .search(ctx, &req.query, n, req.filter.as_ref())
+            .await
+    }
+
+    /// Both first-stage lists, concurrently (the BM25 index runs its search on tokio's blocking
+    /// pool, so it overlaps with embedding the query and searching the vector store).
     async fn dense_and_keyword(
         &self,
         ctx: &RequestContext,
         req: &SearchRequest,
         n: usize,
     ) -> Result<(Vec<Hit>, Vec<Hit>)> {
-        let kw_index = self
-            .keywords
-            .clone()
-            .ok_or_else(|| Error::invalid_field("mode", "no keyword index configured"))?;
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            let dense = self.dense(ctx, req, n).await?;
-            return Ok((dense, self.keyword(ctx, req, n)?));
-        };
-        let (kw_ctx, query, filter) = (ctx.clone(), req.query.clone(), req.filter.clone());
-        let kw_task =
-            rt.spawn_blocking(move || kw_index.search(&kw_ctx, &query, n, filter.as_ref()));
-        let dense = self.dense(ctx, req, n).await;
-        let kw = kw_task
-            .await
-            .map_err(|e| Error::internal(format!("keyword search task failed: {e}")))?;
+        self.keywords()?;
+        let (dense, kw) = futures::join!(self.dense(ctx, req, n), self.keyword(ctx, req, n));
         Ok((dense?, kw?))
     }
 
@@ -218,7 +220,7 @@ impl Retriever {
         };
         let mut hits = match mode {
             SearchMode::Dense | SearchMode::Auto => self.dense(ctx, req, first_stage_k).await?,
-            SearchMode::Keyword => self.keyword(ctx, req, first_stage_k)?,
+            SearchMode::Keyword => self.keyword(ctx, req, first_stage_k).await?,
             SearchMode::Hybrid { fusion } => {
                 let (dense, kw) = self.dense_and_keyword(ctx, req, n).await?;
                 let mut fused = fuse(&[dense, kw], &weights(fusion), fusion);
@@ -242,7 +244,7 @@ impl Retriever {
 mod tests {
     use super::*;
     use crate::fusion::Fusion;
-    use crate::keyword::{KeywordChunk, Language};
+    use crate::keyword::{KeywordChunk, KeywordIndex, Language};
     use crate::store::EmbeddedStore;
     use wattos_core::TenantId;
     use wattos_core::test_utils::embed::HashingEmbedder;

@@ -22,7 +22,7 @@ fn pick(catalog: &ModelCatalog, preferred: &str, kind: ModelKind) -> Option<Stri
 
 /// Where collections store their chunks: pgvector tables in shared mode on PostgreSQL (every
 /// instance sees the same data), one embedded store per collection under `data_dir/rag` otherwise.
-fn rag_backend(config: &Config) -> Result<Arc<dyn RagBackend>> {
+fn rag_backend(config: &Config, shared: &SharedServices) -> Result<Arc<dyn RagBackend>> {
     match (&config.database, config.mode) {
         (Some(db), DeploymentMode::Shared) if db.url.expose().starts_with("postgres") => {
             let pool = PoolSpec::of(config, Pool::Vectors)
@@ -31,10 +31,63 @@ fn rag_backend(config: &Config) -> Result<Arc<dyn RagBackend>> {
                 .map_err(|e| {
                     Error::invalid_field("database.url", format!("not a PostgreSQL URL: {e}"))
                 })?;
-            Ok(Arc::new(PgVectorBackend::new(pool)))
+            let backend = PgVectorBackend::new(pool);
+            #[cfg(feature = "redis")]
+            let backend = match &shared.query_cache {
+                Some(cache) => backend.with_redis_cache(cache.clone()),
+                None => backend,
+            };
+            #[cfg(not(feature = "redis"))]
+            let _ = shared;
+            Ok(Arc::new(backend))
         }
         _ => Ok(Arc::new(EmbeddedBackend::new(config.data_dir.join("rag")))),
     }
+}
+
+/// Connections to shared services that the RAG and agents services use in shared mode.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct SharedServices {
+    /// The search result cache every instance shares (collections scope it further). Without
+    /// it, shared-mode collections cache nothing.
+    #[cfg(feature = "redis")]
+    pub query_cache: Option<wattos_rag::cache::RedisQueryCache>,
+}
+
+impl std::fmt::Debug for SharedServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("SharedServices");
+        #[cfg(feature = "redis")]
+        d.field("query_cache", &self.query_cache.is_some());
+        d.finish()
+    }
+}
+
+impl SharedServices {
+    /// No shared services.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Shares search results in Redis through `cache`.
+    #[cfg(feature = "redis")]
+    pub fn with_query_cache(mut self, cache: wattos_rag::cache::RedisQueryCache) -> Self {
+        self.query_cache = Some(cache);
+        self
+    }
+}
+
+/// [`build_services_with`] without shared services (shared-mode collections cache nothing).
+///
+/// # Errors
+/// As for [`build_services_with`].
+pub async fn build_services(
+    config: &Config,
+    catalog: &ModelCatalog,
+    prefix: Option<&str>,
+) -> Result<(Option<RagService>, AgentsService)> {
+    build_services_with(config, catalog, prefix, &SharedServices::none()).await
 }
 
 /// The RAG service (when an embedding model is loaded; the local MiniLM is preferred) and the
@@ -44,10 +97,11 @@ fn rag_backend(config: &Config) -> Result<Arc<dyn RagBackend>> {
 ///
 /// # Errors
 /// The database or the checkpointer cannot be opened; built-in graphs fail validation.
-pub async fn build_services(
+pub async fn build_services_with(
     config: &Config,
     catalog: &ModelCatalog,
     prefix: Option<&str>,
+    shared: &SharedServices,
 ) -> Result<(Option<RagService>, AgentsService)> {
     let db = AppDb::connect_with(
         &AppDb::url_for(config)?,
@@ -65,7 +119,7 @@ pub async fn build_services(
             let embedder = catalog.embedding(&ctx, &name)?;
             Some(RagService::new(
                 Registry::new(db.clone()),
-                rag_backend(config)?,
+                rag_backend(config, shared)?,
                 embedder,
                 name,
             ))

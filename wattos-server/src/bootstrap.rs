@@ -10,7 +10,7 @@ use wattos_core::health::{ComponentHealth, HealthCheck, HealthRegistry};
 use wattos_core::llm::ChatModel;
 use wattos_core::tenancy::Tenant;
 use wattos_core::{Error, Result};
-use wattos_llm::local::{MiniLmEmbedder, SmolLm, SmolLmOptions};
+use wattos_llm::local::{HubCache, MINILM_FILES, MiniLmEmbedder, SmolLm, SmolLmOptions};
 use wattos_llm::pricing::ModelPrice;
 use wattos_llm::registry::ProviderConfig;
 
@@ -59,9 +59,17 @@ async fn load_local_models(
     health: &mut HealthRegistry,
 ) {
     let dir = settings.core.models.dir.clone();
+    let hub = HubCache::from_env();
     if settings.local_models.embeddings {
-        let d = dir.clone();
-        match tokio::task::spawn_blocking(move || MiniLmEmbedder::from_models_dir(&d)).await {
+        let folder = match &settings.local_models.embeddings_from {
+            Some(from) => hub.folder(from, &MINILM_FILES).await,
+            None => Ok(MiniLmEmbedder::folder_in(&dir)),
+        };
+        let loaded = match folder {
+            Ok(folder) => tokio::task::spawn_blocking(move || MiniLmEmbedder::load(&folder)).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match loaded {
             Ok(Ok(m)) => embedding.push(RoutedModel {
                 name: LOCAL_EMBEDDING_MODEL.into(),
                 provider: "wattos".into(),
@@ -81,7 +89,15 @@ async fn load_local_models(
     }
     if settings.local_models.chat {
         let opts = SmolLmOptions::default().with_name(LOCAL_CHAT_MODEL);
-        match tokio::task::spawn_blocking(move || SmolLm::from_models_dir(&dir, opts)).await {
+        let file = match &settings.local_models.chat_from {
+            Some(from) => hub.file(from).await,
+            None => Ok(SmolLm::file_in(&dir)),
+        };
+        let loaded = match file {
+            Ok(file) => tokio::task::spawn_blocking(move || SmolLm::load(&file, opts)).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match loaded {
             Ok(Ok(m)) => chat.push(RoutedModel {
                 name: LOCAL_CHAT_MODEL.into(),
                 provider: "wattos".into(),
@@ -187,6 +203,26 @@ async fn shared_redis(settings: &Settings) -> Result<SharedRedis> {
     #[cfg(not(feature = "redis"))]
     let _ = settings;
     Ok(None)
+}
+
+/// How long a shared search-result cache entry lives (invalidation makes it unreachable sooner).
+#[cfg(feature = "redis")]
+const SHARED_QUERY_CACHE_TTL_SECS: u64 = 600;
+
+/// The shared services the RAG API uses: search results cached in Redis (keys under
+/// `<redis.key_prefix>rag:cache`) when this instance has a Redis pool.
+fn shared_services(settings: &Settings, redis: &SharedRedis) -> crate::apis::SharedServices {
+    let shared = crate::apis::SharedServices::none();
+    #[cfg(feature = "redis")]
+    if let Some(pool) = redis {
+        return shared.with_query_cache(wattos_rag::cache::RedisQueryCache::from_connection(
+            pool.get(),
+            format!("{}rag:cache", settings.jobs.redis_key_prefix),
+            SHARED_QUERY_CACHE_TTL_SECS,
+        ));
+    }
+    let _ = (settings, redis);
+    shared
 }
 
 /// Rate-limit windows and budgets for the routers: Redis in shared mode (keys under
@@ -410,7 +446,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         None => None,
         Some(store) => Some(build_auth(&settings, store, usage, &events, &redis).await?),
     };
-    let (rag, agents) = crate::apis::build_services(&settings.core, &catalog, None).await?;
+    let shared = shared_services(&settings, &redis);
+    let (rag, agents) =
+        crate::apis::build_services_with(&settings.core, &catalog, None, &shared).await?;
     let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;
     let conversations = crate::conversations::ConversationServices::open(&settings.core).await?;
     Ok(AppState::with_parts(settings.core, health, catalog)

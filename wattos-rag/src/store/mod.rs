@@ -3,11 +3,15 @@
 
 mod embedded;
 #[cfg(feature = "pgvector")]
+mod pg_fulltext;
+#[cfg(feature = "pgvector")]
 mod pgvector;
 #[cfg(feature = "qdrant")]
 mod qdrant;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore, SearchStats};
+#[cfg(feature = "pgvector")]
+pub use pg_fulltext::PgFullText;
 #[cfg(feature = "pgvector")]
 pub use pgvector::PgVectorStore;
 #[cfg(feature = "qdrant")]

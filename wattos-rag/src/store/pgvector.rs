@@ -22,7 +22,7 @@ pub struct PgVectorStore {
     dims: usize,
 }
 
-fn db_err(what: &str, e: sqlx::Error) -> Error {
+pub(super) fn db_err(what: &str, e: sqlx::Error) -> Error {
     Error::unavailable(format!("pgvector: {what}: {e}")).with_source(e)
 }
 
@@ -80,6 +80,16 @@ impl PgVectorStore {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -159,7 +169,7 @@ impl PgVectorStore {
 }
 
 /// Appends `filter` as SQL with bound parameters.
-fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
+pub(super) fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
     match f {
         Filter::Eq { key, value } => push_in(qb, key, std::slice::from_ref(value)),
         Filter::In { key, values } => push_in(qb, key, values),
@@ -220,7 +230,7 @@ fn push_in(qb: &mut QueryBuilder<'_, Postgres>, key: &str, values: &[Value]) {
     qb.push("), FALSE)");
 }
 
-fn hit_from_row(row: &PgRow) -> Result<Hit> {
+pub(super) fn hit_from_row(row: &PgRow) -> Result<Hit> {
     let get_err = |e: sqlx::Error| db_err("decode row", e);
     let metadata: sqlx::types::Json<Value> = row.try_get("metadata").map_err(get_err)?;
     let score: f64 = row.try_get("score").map_err(get_err)?;
@@ -359,12 +369,12 @@ impl VectorStore for PgVectorStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::conformance;
 
     /// `PGVECTOR_TEST_URL`, else starts the wheel's server with `scripts/pgvector.sh start`.
-    fn pg_url() -> String {
+    pub(in crate::store) fn pg_url() -> String {
         if let Ok(u) = std::env::var("PGVECTOR_TEST_URL") {
             return u;
         }

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::PgPool;
 use wattos_core::embedding::EmbeddingModel;
-use wattos_core::{Error, RequestContext, Result};
+use wattos_core::{Error, RequestContext, Result, TenantId};
+use wattos_rag::Rag;
 use wattos_rag::document::Document;
 use wattos_rag::jobs::is_permanent;
-use wattos_rag::store::PgVectorStore;
-use wattos_rag::{Rag, RagBuilder};
+
+use crate::rag::{PgVectorBackend, RagBackend};
 
 use super::{IngestDocument, IngestionService, report_json, validate_collection};
 
@@ -21,8 +22,8 @@ use super::{IngestDocument, IngestionService, report_json, validate_collection};
 enum Backend {
     /// Embedded stores (vectors + BM25) under `<dir>/<collection>`.
     Embedded(PathBuf),
-    /// pgvector tables `rag_<collection>` (dense only: every instance sees the same data).
-    Postgres(PgPool),
+    /// pgvector tables `rag_<collection>`, as the RAG API's shared-mode backend opens them.
+    Postgres(PgVectorBackend),
 }
 
 /// Ingests into `wattos_rag::Rag` stacks, one per collection: embedded stores in embedded mode,
@@ -56,7 +57,7 @@ impl RagIngestion {
     pub fn postgres(pool: PgPool, embedder: Arc<dyn EmbeddingModel>) -> Self {
         Self {
             embedder,
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(PgVectorBackend::new(pool)),
             stacks: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -77,16 +78,13 @@ impl RagIngestion {
                         Error::internal("opening a collection panicked").with_source(e)
                     })??
             }
-            Backend::Postgres(pool) => {
-                let store = PgVectorStore::with_pool(
-                    pool.clone(),
-                    &table_name(collection),
-                    self.embedder.dimensions(),
-                )
-                .await?;
-                RagBuilder::new(self.embedder.clone())
-                    .vector_store(Arc::new(store))
-                    .build()?
+            Backend::Postgres(backend) => {
+                // One table per collection for every tenant (each row carries the tenant of the
+                // call that wrote it), so the stack does not depend on the tenant passed here.
+                let tenant = TenantId::new(crate::gateway::EMBEDDED_TENANT)?;
+                backend
+                    .open(&tenant, collection, self.embedder.clone())
+                    .await?
             }
         };
         stacks.insert(collection.to_owned(), rag.clone());

@@ -104,18 +104,57 @@ impl RagBackend for EmbeddedBackend {
 }
 
 /// Shared-mode backend: one pgvector table per collection (tenants share it; every row carries its
-/// tenant, and every query is scoped by it), so every instance sees the same chunks. Dense retrieval
-/// only: BM25 indexes are local files, and hybrid requests fall back to dense search.
-#[derive(Debug, Clone)]
+/// tenant, and every query is scoped by it), so every instance sees the same chunks. Keyword search
+/// (and so hybrid search) is PostgreSQL full-text search over the same rows
+/// ([`wattos_rag::store::PgFullText`], English configuration), not tantivy BM25: a local BM25 index
+/// would only know what its own instance ingested.
+///
+/// Search results are cached only in a cache every instance shares ([`Self::with_redis_cache`]):
+/// an instance's own memory cache would keep serving results from before another instance (or a
+/// worker) changed the collection.
+#[derive(Clone)]
 pub struct PgVectorBackend {
     pool: sqlx::PgPool,
+    #[cfg(feature = "redis")]
+    cache: Option<wattos_rag::cache::RedisQueryCache>,
+}
+
+impl std::fmt::Debug for PgVectorBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("PgVectorBackend");
+        #[cfg(feature = "redis")]
+        d.field("redis_cache", &self.cache.is_some());
+        d.finish_non_exhaustive()
+    }
 }
 
 impl PgVectorBackend {
     /// Collections as pgvector tables in the database of `pool` (the `vector` extension is created
-    /// on first use).
+    /// on first use), with no query cache.
     pub fn new(pool: sqlx::PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            #[cfg(feature = "redis")]
+            cache: None,
+        }
+    }
+
+    /// Caches search results in Redis under `cache`'s prefix, scoped per collection; an ingest or
+    /// delete on any instance invalidates the tenant's entries of that collection for all.
+    #[cfg(feature = "redis")]
+    pub fn with_redis_cache(mut self, cache: wattos_rag::cache::RedisQueryCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    fn builder(&self, collection: &str, embedder: Arc<dyn EmbeddingModel>) -> RagBuilder {
+        let builder = RagBuilder::new(embedder).embedding_cache(0);
+        #[cfg(feature = "redis")]
+        if let Some(cache) = &self.cache {
+            return builder.query_cache(Arc::new(cache.scoped(collection)));
+        }
+        let _ = collection;
+        builder.without_query_cache()
     }
 }
 
@@ -138,9 +177,10 @@ impl RagBackend for PgVectorBackend {
             dims,
         )
         .await?;
-        RagBuilder::new(embedder)
-            .embedding_cache(0)
+        let keywords = store.full_text(Language::English).await?;
+        self.builder(collection, embedder)
             .vector_store(Arc::new(store))
+            .keyword_index(keywords)
             .build()
     }
 

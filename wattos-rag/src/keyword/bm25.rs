@@ -1,5 +1,5 @@
-//! BM25 keyword search with tantivy: one index per tenant (its own directory when persistent), with
-//! English or German analysis (lower-casing, stop words, Snowball stemming).
+//! [`KeywordIndex`]: BM25 with tantivy, one index per tenant (its own directory when persistent),
+//! with English or German analysis (lower-casing, stop words, Snowball stemming).
 //!
 //! A document's chunks are replaced in one tantivy commit, so readers see the old or the new chunks.
 //! Query text is analysed and turned into term queries directly: no query syntax, so user input
@@ -23,17 +23,15 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use wattos_core::vector_store::{Filter, Hit, sort_hits};
 use wattos_core::{Error, RequestContext, Result};
 
-/// Analyzer language of a keyword index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Language {
-    /// English stop words and stemmer.
-    English,
-    /// German stop words and stemmer.
-    German,
+use super::{KeywordChunk, KeywordSearch, Language};
+
+/// tantivy analysis of a [`Language`].
+trait Analysis {
+    fn tokenizer_name(self) -> &'static str;
+    fn analyzer(self) -> TextAnalyzer;
 }
 
-impl Language {
+impl Analysis for Language {
     fn tokenizer_name(self) -> &'static str {
         match self {
             Self::English => "wattos_en",
@@ -54,17 +52,6 @@ impl Language {
             None => builder.filter(Stemmer::new(lang)).build(),
         }
     }
-}
-
-/// One chunk as the keyword index stores it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeywordChunk {
-    /// Chunk id.
-    pub id: String,
-    /// Indexed and returned text.
-    pub text: String,
-    /// Returned with hits and used by filters.
-    pub metadata: Map<String, Value>,
 }
 
 #[derive(Clone, Copy)]
@@ -339,6 +326,50 @@ impl KeywordIndex {
         }
         sort_hits(&mut hits);
         Ok(hits)
+    }
+}
+
+#[async_trait::async_trait]
+impl KeywordSearch for KeywordIndex {
+    fn name(&self) -> &str {
+        "tantivy-bm25"
+    }
+
+    async fn replace_documents(
+        &self,
+        ctx: &RequestContext,
+        docs: &[(String, Vec<KeywordChunk>)],
+    ) -> Result<()> {
+        KeywordIndex::replace_documents(self, ctx, docs)
+    }
+
+    async fn delete_documents(&self, ctx: &RequestContext, document_ids: &[String]) -> Result<()> {
+        KeywordIndex::delete_documents(self, ctx, document_ids)
+    }
+
+    async fn count(&self, ctx: &RequestContext) -> Result<u64> {
+        KeywordIndex::count(self, ctx)
+    }
+
+    /// Runs on tokio's blocking pool (inline without a runtime), so a search overlaps with
+    /// whatever else the caller awaits, such as the dense half of a hybrid search.
+    async fn search(
+        &self,
+        ctx: &RequestContext,
+        query: &str,
+        top_k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return KeywordIndex::search(self, ctx, query, top_k, filter);
+        };
+        let (index, ctx, query, filter) =
+            (self.clone(), ctx.clone(), query.to_owned(), filter.cloned());
+        rt.spawn_blocking(move || {
+            KeywordIndex::search(&index, &ctx, &query, top_k, filter.as_ref())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("keyword search task failed: {e}")))?
     }
 }
 
