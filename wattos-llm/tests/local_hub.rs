@@ -2,6 +2,7 @@
 //! layout, then found offline. A local axum server plays the Hub (`/{repo}/resolve/{rev}/{file}`,
 //! `X-Repo-Commit`, 401 for a gated repository, 404 for unknown files) and serves the real
 //! all-MiniLM-L6-v2 files of the WattOS model cache.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,6 +4,7 @@
 //!
 //! Needs `PGVECTOR_TEST_URL` and `REDIS_TEST_URL` (`scripts/test.sh` sets both); skipped with a
 //! message otherwise.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::Arc;
 

@@ -60,8 +60,8 @@ impl LlamaShape {
         };
         if shape.heads == 0
             || shape.kv_heads == 0
-            || shape.heads % shape.kv_heads != 0
-            || shape.embedding % shape.heads != 0
+            || !shape.heads.is_multiple_of(shape.kv_heads)
+            || !shape.embedding.is_multiple_of(shape.heads)
         {
             candle_core::bail!("unsupported attention shape {shape:?}");
         }
