@@ -100,6 +100,23 @@ async fn collections_ingest_search_answer_and_restart() {
         (Some(0), Some(2)),
         "{b}"
     );
+    // Nothing stored at all is no success: 400 naming the first failure, nothing registered.
+    let only_failures = json!({"documents": [
+        {"id": "empty-1", "text": "   "},
+        {"id": "binary-1", "text": "\u{1}\u{2}\u{3}\u{4}"}
+    ]});
+    let (s, b) = post(&http, format!("{c}/handbook/documents"), only_failures).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["param"], "documents", "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("all 2 documents failed"),
+        "{b}"
+    );
+    let (s, _) = get(&http, format!("{c}/handbook/documents/empty-1")).await;
+    assert_eq!(s, 404);
     // Request-level validation.
     for (bad, param) in [
         (json!({"documents": []}), "documents"),

@@ -46,9 +46,12 @@ impl IngestionService for RagService {
             }
             items.push(Pending { source, metadata });
         }
+        // Per-document results even when every document failed (a crawl batch of broken pages
+        // must not fail the whole crawl).
         let report = run_ingest(self, ctx, collection, items)
             .await
-            .map_err(|e| e.0)?;
+            .map_err(|e| e.0)?
+            .response;
         serde_json::to_value(&report)
             .map_err(|e| Error::internal("ingest report is not JSON").with_source(e))
     }

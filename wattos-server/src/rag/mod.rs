@@ -384,13 +384,20 @@ async fn run_ingest(
     ctx: &RequestContext,
     collection: &str,
     items: Vec<Pending>,
-) -> ApiResult<IngestResponse> {
+) -> ApiResult<Ingested> {
     let rag = svc.rag(ctx.tenant(), collection).await?;
     let loader = AutoLoader::default();
     let mut results: Vec<Option<IngestResult>> = Vec::with_capacity(items.len());
     let mut docs = Vec::new();
     // (result index, bytes) per loaded document, in `docs` order.
     let mut slots = Vec::new();
+    // The first failure, for the request error when nothing at all could be stored.
+    let mut first_failure: Option<(wattos_core::ErrorKind, String)> = None;
+    let mut note = |e: &Error| {
+        if first_failure.is_none() {
+            first_failure = Some((e.kind(), e.message().to_owned()));
+        }
+    };
     for item in items {
         let id = item.source.id.clone();
         let bytes = item.source.bytes.len();
@@ -401,7 +408,10 @@ async fn run_ingest(
                 results.push(None);
                 docs.push(doc);
             }
-            Err(e) => results.push(Some(failed(id, &e))),
+            Err(e) => {
+                note(&e);
+                results.push(Some(failed(id, &e)));
+            }
         }
     }
     let infos: Vec<DocumentRow> = docs
@@ -478,21 +488,60 @@ async fn run_ingest(
                     error: None,
                 }
             }
-            IngestOutcome::Failed { document_id, error } => failed(document_id, &error),
+            IngestOutcome::Failed { document_id, error } => {
+                note(&error);
+                failed(document_id, &error)
+            }
             _ => failed(info.id.clone(), &Error::internal("unknown ingest outcome")),
         };
         results[slot] = Some(result);
     }
     let results: Vec<IngestResult> = results.into_iter().flatten().collect();
     let count = |s: IngestStatus| results.iter().filter(|r| r.status == s).count();
-    Ok(IngestResponse {
+    let nothing_stored = (count(IngestStatus::Indexed) + count(IngestStatus::Unchanged) == 0)
+        .then_some(first_failure)
+        .flatten()
+        .map(|(kind, message)| {
+            let n = results.len();
+            let detail = if n == 1 {
+                message
+            } else {
+                format!("all {n} documents failed, e.g. {message}")
+            };
+            Error::new(kind, format!("no document was stored: {detail}")).with_field("documents")
+        });
+    let response = IngestResponse {
         object: "ingest.result",
         collection: collection.to_owned(),
         indexed: count(IngestStatus::Indexed),
         unchanged: count(IngestStatus::Unchanged),
         failed: count(IngestStatus::Failed),
         results,
+    };
+    Ok(Ingested {
+        response,
+        nothing_stored,
     })
+}
+
+/// What [`run_ingest`] did.
+struct Ingested {
+    /// One result per document.
+    response: IngestResponse,
+    /// When every document failed: the request's error, with the first failure's kind (400 for
+    /// bad documents, 503 when a dependency is down). The HTTP API answers with it, so no client
+    /// takes a request that stored nothing for a success; jobs keep the per-document results.
+    nothing_stored: Option<Error>,
+}
+
+impl Ingested {
+    /// The HTTP answer: the results, or the error when nothing was stored.
+    fn into_http(self) -> ApiResult<IngestResponse> {
+        match self.nothing_stored {
+            Some(e) => Err(ApiError(e)),
+            None => Ok(self.response),
+        }
+    }
 }
 
 /// `POST /v1/rag/collections/{collection}/documents`: ingests JSON documents (synchronously).
@@ -501,8 +550,8 @@ async fn run_ingest(
     params(("collection" = String, Path, description = "Collection name")),
     request_body = IngestRequest,
     responses(
-        (status = 200, description = "Per-document results (a failed document does not fail the request)", body = IngestResponse),
-        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 200, description = "Per-document results: at least one document was stored or unchanged (a failed document does not fail the request)", body = IngestResponse),
+        (status = 400, description = "Invalid body, or every document failed (nothing was stored; the message names the first failure)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing rag:ingest", body = ErrorBody),
         (status = 404, description = "No such collection", body = ErrorBody),
@@ -548,7 +597,9 @@ pub async fn ingest_json(
         }
         items.push(Pending { source, metadata });
     }
-    Ok(Json(run_ingest(svc, &ctx, &name, items).await?))
+    Ok(Json(
+        run_ingest(svc, &ctx, &name, items).await?.into_http()?,
+    ))
 }
 
 fn format_from_content_type(ct: &str) -> Option<Format> {
@@ -581,8 +632,8 @@ fn multipart_err(e: axum::extract::multipart::MultipartError) -> Response {
     params(("collection" = String, Path, description = "Collection name")),
     request_body(content = FileUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Per-document results", body = IngestResponse),
-        (status = 400, description = "Invalid form", body = ErrorBody),
+        (status = 200, description = "Per-document results: at least one file was stored or unchanged", body = IngestResponse),
+        (status = 400, description = "Invalid form, or every file failed (nothing was stored; the message names the first failure)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Missing rag:ingest", body = ErrorBody),
         (status = 404, description = "No such collection", body = ErrorBody),
@@ -666,6 +717,7 @@ pub async fn ingest_files(
         .collect();
     run_ingest(svc, &ctx, &name, items)
         .await
+        .and_then(Ingested::into_http)
         .map(|r| Json(r).into_response())
         .map_err(IntoResponse::into_response)
 }
