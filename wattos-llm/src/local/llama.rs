@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{DType, Device, IndexOp, Module, Result, Storage, Tensor};
 use candle_nn::Embedding;
 use candle_transformers::quantized_nn::RmsNorm;
 
@@ -115,6 +115,67 @@ impl KvCache {
         self.len = need;
         Ok((k_buf.narrow(2, 0, need)?, v_buf.narrow(2, 0, need)?))
     }
+
+    /// Attention of one query position (`q`: `heads * head_dim` values, head-major) over the
+    /// first `len` cached positions; returns `heads * head_dim` values, head-major. Query head
+    /// `h` reads key/value head `h / (heads / kv_heads)`.
+    fn attend_one(&self, q: &[f32], shape: LlamaShape, len: usize, scale: f32) -> Result<Vec<f32>> {
+        let (Some(k), Some(v)) = (&self.k, &self.v) else {
+            candle_core::bail!("kv cache not allocated");
+        };
+        let hd = shape.head_dim();
+        let n_rep = shape.heads / shape.kv_heads;
+        let capacity = k.dim(2)?;
+        if len > self.len || q.len() != shape.heads * hd {
+            candle_core::bail!("attention over {len} of {} cached positions", self.len);
+        }
+        let (k_store, k_layout) = k.storage_and_layout();
+        let (v_store, v_layout) = v.storage_and_layout();
+        let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
+            candle_core::bail!("the decode kernel runs on the CPU");
+        };
+        let k_all = &k_cpu.as_slice::<f32>()?[k_layout.start_offset()..];
+        let v_all = &v_cpu.as_slice::<f32>()?[v_layout.start_offset()..];
+        let mut out = vec![0f32; shape.heads * hd];
+        let mut probs = vec![0f32; len];
+        for (h, (q_h, out_h)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+            let base = (h / n_rep) * capacity * hd;
+            let keys = &k_all[base..base + len * hd];
+            let values = &v_all[base..base + len * hd];
+            let mut max = f32::NEG_INFINITY;
+            for (p, key) in probs.iter_mut().zip(keys.chunks_exact(hd)) {
+                *p = dot(q_h, key) * scale;
+                max = max.max(*p);
+            }
+            let mut sum = 0f32;
+            for p in &mut probs {
+                *p = (*p - max).exp();
+                sum += *p;
+            }
+            let inv = 1.0 / sum;
+            for (p, value) in probs.iter().zip(values.chunks_exact(hd)) {
+                let w = p * inv;
+                for (o, x) in out_h.iter_mut().zip(value) {
+                    *o += w * x;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Dot product with eight independent accumulators (vectorised by the compiler).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a8, a_rest) = a.as_chunks::<8>();
+    let (b8, b_rest) = b.as_chunks::<8>();
+    let mut acc = [0f32; 8];
+    for (x, y) in a8.iter().zip(b8) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 #[derive(Debug, Clone)]
@@ -312,14 +373,19 @@ fn attention(
     let (k, v) = layer.cache.append(&k, &v, index_pos)?;
     let kv_len = k.dim(2)?;
     let scale = (hd as f64).sqrt();
-    let out = if seq == 1 {
-        // Decoding: the n_rep query heads of a group become n_rep rows against their shared
-        // key/value head, (b, kv_heads, n_rep, hd); no key or value is copied.
-        let q = q.reshape((b, kv_heads, n_rep, hd))?;
-        let scores = (q.matmul(&k.t()?)? / scale)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        probs.matmul(&v)?.reshape((b, heads, seq, hd))?
-    } else {
+    if seq == 1 {
+        // Decoding: plain loops over the cache buffers. The n_rep query heads of a group read
+        // their shared key/value head in place (no copy), and no candle matmul runs: one costs
+        // more in dispatch (and, in candle 0.11, a thread-count lookup that parses
+        // /proc/cpuinfo) than the few thousand multiply-adds it computes here.
+        let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
+        let out = layer
+            .cache
+            .attend_one(&q, *shape, kv_len, (1.0 / scale) as f32)?;
+        let out = Tensor::from_vec(out, (b, seq, width), x.device())?;
+        return layer.wo.forward(&out);
+    }
+    let out = {
         // Prefill chunks (once per prompt): keys and values repeated per query head, exactly as
         // the reference computes it, so a prompt's logits do not depend on how it is chunked.
         let k = candle_transformers::utils::repeat_kv(k.contiguous()?, n_rep)?;
