@@ -6,9 +6,9 @@
 //!
 //! * the key/value cache is a buffer per layer that grows by doubling and is written in place
 //!   (`slice_set`), instead of `Tensor::cat` of the whole cache on every token;
-//! * grouped-query attention runs on the shared key/value heads directly: the `n_rep` query heads
-//!   of a group become `n_rep` rows of one matrix product, instead of copying every cached key and
-//!   value `n_rep` times (`repeat_kv`);
+//! * a decode step's attention is plain loops over the cache buffers: each query head reads its
+//!   group's shared key/value head in place, instead of copying every cached key and value `n_rep`
+//!   times (`repeat_kv`) and running candle matmuls per layer;
 //! * the causal mask of a prefill chunk is additive and cached per shape.
 
 use std::collections::HashMap;
@@ -504,35 +504,47 @@ mod tests {
     }
 
     #[test]
-    fn grouped_attention_equals_repeated_heads() {
-        // The grouped product must equal the reference (keys and values repeated per head).
+    fn decode_attention_equals_repeated_heads() {
+        // `attend_one` over the cache must equal the reference: keys and values repeated per
+        // query head, softmax of the scaled scores, weighted values.
         let dev = Device::Cpu;
-        let (kv_heads, n_rep, seq, hd) = (3, 3, 4, 8);
-        let q = Tensor::randn(0f32, 1.0, (1, kv_heads * n_rep, seq, hd), &dev).unwrap();
-        let k = Tensor::randn(0f32, 1.0, (1, kv_heads, seq, hd), &dev).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (1, kv_heads, seq, hd), &dev).unwrap();
-        let grouped = {
-            let q = q.reshape((1, kv_heads, n_rep * seq, hd)).unwrap();
-            let s = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t().unwrap()).unwrap()).unwrap();
-            s.matmul(&v)
-                .unwrap()
-                .reshape((1, kv_heads * n_rep, seq, hd))
-                .unwrap()
+        let (kv_heads, n_rep, len, hd) = (3, 3, 5, 8);
+        let heads = kv_heads * n_rep;
+        let shape = LlamaShape {
+            blocks: 1,
+            embedding: heads * hd,
+            heads,
+            kv_heads,
+            rope_dim: hd,
+            rope_base: 10_000.0,
+            rms_eps: 1e-5,
         };
-        let reference = {
+        let q = Tensor::randn(0f32, 1.0, (1, heads, 1, hd), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, kv_heads, len, hd), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, kv_heads, len, hd), &dev).unwrap();
+        let mut cache = KvCache::default();
+        cache.append(&k, &v, 0).unwrap();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let q_values: Vec<f32> = q.flatten_all().unwrap().to_vec1().unwrap();
+        let ours = cache.attend_one(&q_values, shape, len, scale).unwrap();
+        let reference: Vec<f32> = {
             let k = candle_transformers::utils::repeat_kv(k.clone(), n_rep).unwrap();
             let v = candle_transformers::utils::repeat_kv(v.clone(), n_rep).unwrap();
-            let s = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t().unwrap()).unwrap()).unwrap();
-            s.matmul(&v.contiguous().unwrap()).unwrap()
+            let scores = (q.matmul(&k.t().unwrap()).unwrap() * f64::from(scale)).unwrap();
+            let s = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+            s.matmul(&v.contiguous().unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
         };
-        let diff: f32 = (grouped - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        assert_eq!(ours.len(), reference.len());
+        let diff = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(diff < 1e-5, "max difference {diff}");
     }
 }
