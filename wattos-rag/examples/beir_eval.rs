@@ -4,7 +4,8 @@
 //! cargo run -p wattos-rag --release --example beir_eval -- [DATASET_DIR] [--split test] [--embedder minilm|hashing]
 //! ```
 //!
-//! Defaults to the shipped `wattos-rag/data/wattos-mini`. The embedder is the local
+//! Defaults to the shipped `wattos-rag/data/wattos-mini`; `wattos-rag/data/rust-errors` is the
+//! larger shipped set (518 rustc error-index pages, 364 compiler messages as queries). The embedder is the local
 //! all-MiniLM-L6-v2 (`wattos_llm::local::MiniLmEmbedder`, from `$WATTOS_MODELS__DIR` or the cache
 //! folder `scripts/fetch-models.sh` fills); without the model files it says so and falls back to
 //! the deterministic hashing embedder from `wattos_core::test_utils`. Any
@@ -19,6 +20,7 @@ use wattos_core::{RequestContext, TenantId};
 use wattos_llm::local::{MiniLmEmbedder, default_models_dir};
 use wattos_rag::RagBuilder;
 use wattos_rag::chunk::StructuredChunker;
+use wattos_rag::embed::CachedEmbedder;
 use wattos_rag::eval::{self, BeirDataset};
 use wattos_rag::fusion::Fusion;
 use wattos_rag::keyword::{KeywordIndex, Language};
@@ -51,7 +53,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("unknown embedder {other:?} (minilm|hashing)").into()),
     };
     println!("embedder: {}", embedder.name());
+    // One embedding cache shared by ingestion, search and the MMR reranker: MMR needs the vectors
+    // of its candidates, and with the shared cache those are the ones ingestion computed.
+    let embedder: Arc<dyn EmbeddingModel> = Arc::new(CachedEmbedder::new(embedder, 1_000_000));
     let rag = RagBuilder::new(embedder.clone())
+        .embedding_cache(0)
         .chunker(Arc::new(StructuredChunker::new(512)?))
         .keyword_index(KeywordIndex::in_memory(Language::English))
         .reranker(Arc::new(MmrReranker::new(embedder, 0.8)))
