@@ -165,14 +165,23 @@ fn main() {
                 |q| top_k(&flat, q, index.candidates(q, nprobe)),
             ));
         }
-        for (nprobe, m) in [(8, 40), (16, 40), (24, 40)] {
+        // The store's setting: at least 16 lists, then best bound first until no unprobed list
+        // can beat the k-th candidate, at most 128; int8 scan with f32 re-scoring of 40.
+        for (min, max, m) in [(8, 8, 40), (16, 16, 40), (16, 128, 40)] {
             rows.push(measure(
-                format!("wattos IVF nlist={nlist} nprobe={nprobe} (int8 scan, f32 re-score of {m})"),
+                format!("wattos IVF nlist={nlist} probe {min}..={max} (int8 scan, f32 re-score of {m})"),
                 build,
                 mem,
                 &queries,
                 &truth,
-                |q| index.search(&flat, q, K, nprobe, m, |_| true).into_iter().map(|c| c.1).collect(),
+                |q| {
+                    index
+                        .search(&flat, q, K, ivf::Probe { min, max }, m, |_| true)
+                        .0
+                        .into_iter()
+                        .map(|c| c.1)
+                        .collect()
+                },
             ));
         }
         drop(index);
@@ -249,8 +258,14 @@ fn main() {
         .unwrap();
         let r0 = rss();
         let t = Instant::now();
+        let wtxn = env.write_txn().unwrap();
+        let db: Database<Cosine> = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+                dbo.create_database(wtxn, None).map(heed::CommitOrAbort::<_, ()>::Commit)
+            })
+            .unwrap()
+            .unwrap_commit();
         let mut wtxn = env.write_txn().unwrap();
-        let db: Database<Cosine> = env.create_database(&mut wtxn, None).unwrap();
         let writer: Writer<Cosine> = Writer::new(db, 0, DIMS);
         for (i, v) in data.iter().enumerate() {
             writer.add_item(&mut wtxn, i as u32, v).unwrap();
