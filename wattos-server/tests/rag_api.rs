@@ -275,6 +275,76 @@ async fn collections_ingest_search_answer_and_restart() {
             .all(|h| h["document_id"] != "bread.txt"),
         "{b}"
     );
+    let (s, b) = post(
+        &http,
+        search.clone(),
+        json!({"query": "sunlight photovoltaic", "mode": "hybrid_weighted", "top_k": 2}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"][0]["document_id"], "solar.md", "{b}");
+
+    // Diversity: two copies of one text crowd the top 2 unless MMR makes room for another.
+    let (s, b) = post(
+        &http,
+        format!("{c}/handbook/documents"),
+        json!({"documents": [
+            {"id": "tidal-a.md", "text": "Tidal barrages hold back the sea at high tide and release it through turbines."},
+            {"id": "tidal-b.md", "text": "Tidal barrages hold back the sea at high tide and release it through turbines."},
+        ]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let top2 = |b: &Value| {
+        let mut ids: Vec<String> = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["document_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let query = "tidal barrages release the sea through turbines";
+    let (_, b) = post(
+        &http,
+        search.clone(),
+        json!({"query": query, "mode": "dense", "top_k": 2}),
+    )
+    .await;
+    assert_eq!(top2(&b), ["tidal-a.md", "tidal-b.md"], "{b}");
+    let (s, b) = post(
+        &http,
+        search.clone(),
+        json!({"query": query, "mode": "dense", "top_k": 2, "diversity": 0.5}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let ids = top2(&b);
+    assert_eq!(ids.len(), 2, "{b}");
+    assert!(
+        ids.iter().filter(|i| i.starts_with("tidal-")).count() == 1,
+        "one copy gives way: {b}"
+    );
+    for id in ["tidal-a.md", "tidal-b.md"] {
+        let resp = http
+            .delete(format!("{c}/handbook/documents/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    for bad in [
+        json!({"query": "x", "diversity": 1.5}),
+        json!({"query": "x", "diversity": -0.1}),
+    ] {
+        let (s, b) = post(&http, search.clone(), bad.clone()).await;
+        assert_eq!(
+            (s, b["error"]["param"].as_str()),
+            (400, Some("diversity")),
+            "{bad} -> {b}"
+        );
+    }
     for bad in [
         json!({"query": ""}),
         json!({"query": "x", "top_k": 0}),

@@ -32,6 +32,7 @@ use wattos_rag::document::{Format, Source};
 use wattos_rag::fusion::Fusion;
 use wattos_rag::loader::{AutoLoader, LoadError, LoadFailure, Loader};
 use wattos_rag::pipeline::IngestOutcome;
+use wattos_rag::rerank::{MmrReranker, Reranker};
 use wattos_rag::retrieve::{SearchMode, SearchRequest};
 
 pub use registry::{CollectionRow, DocumentRow, Registry};
@@ -854,6 +855,9 @@ fn search_mode(m: Option<SearchModeName>) -> SearchMode {
         Some(SearchModeName::Hybrid) => SearchMode::Hybrid {
             fusion: Fusion::default(),
         },
+        Some(SearchModeName::HybridWeighted) => SearchMode::Hybrid {
+            fusion: Fusion::Weighted { dense_weight: 0.5 },
+        },
         Some(SearchModeName::Dense) => SearchMode::Dense,
         Some(SearchModeName::Keyword) => SearchMode::Keyword,
     }
@@ -906,9 +910,23 @@ pub async fn search(
     let svc = service(&state)?;
     existing(svc, &ctx, &name).await?;
     let body: SearchBody = crate::gateway::openai::parse_body(&body)?;
-    let req = search_request(body.query, body.top_k, 100, body.mode, body.filter)?;
+    let diversity = body.diversity.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&diversity) {
+        return Err(ApiError(Error::invalid_field("diversity", "must be 0..=1")));
+    }
+    let mut req = search_request(body.query, body.top_k, 100, body.mode, body.filter)?;
+    let top_k = req.top_k;
+    if diversity > 0.0 {
+        // Candidates for MMR to choose from, as the library's two-stage retrieval fetches them.
+        req.top_k = (4 * top_k).clamp(40, 200);
+    }
     let rag = svc.rag(ctx.tenant(), &name).await?;
-    let hits = rag.search(&ctx, &req).await?;
+    let mut hits = rag.search(&ctx, &req).await?;
+    if diversity > 0.0 {
+        hits = MmrReranker::new(svc.embedder(), 1.0 - diversity)
+            .rerank(&ctx, &req.query, hits, top_k)
+            .await?;
+    }
     Ok(Json(SearchResponse {
         object: "list",
         data: hits

@@ -252,6 +252,12 @@ impl RagService {
         &self.inner.registry
     }
 
+    /// The embedding model, behind the service's cache (the vectors ingestion computed are
+    /// reused, e.g. by a reranker).
+    pub fn embedder(&self) -> Arc<dyn EmbeddingModel> {
+        self.inner.embedder.clone()
+    }
+
     /// The name of the embedding model.
     pub fn embedder_name(&self) -> &str {
         &self.inner.embedder_name
