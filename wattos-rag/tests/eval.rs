@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use wattos_core::embedding::EmbeddingModel;
 use wattos_core::test_utils::embed::HashingEmbedder;
 use wattos_core::{RequestContext, TenantId};
-use wattos_rag::RagBuilder;
 use wattos_rag::chunk::StructuredChunker;
 use wattos_rag::embed::CachedEmbedder;
 use wattos_rag::eval::{self, BeirDataset};
@@ -13,6 +13,27 @@ use wattos_rag::fusion::Fusion;
 use wattos_rag::keyword::{KeywordIndex, Language};
 use wattos_rag::rerank::MmrReranker;
 use wattos_rag::retrieve::{SearchMode, SearchRequest};
+use wattos_rag::{Rag, RagBuilder};
+
+/// The stack the evaluation example builds: 512-token chunks, English BM25, MMR (λ 0.8) sharing
+/// one embedding cache with ingestion.
+fn eval_stack(embedder: Arc<dyn EmbeddingModel>) -> Rag {
+    let embedder: Arc<dyn EmbeddingModel> = Arc::new(CachedEmbedder::new(embedder, 100_000));
+    RagBuilder::new(embedder.clone())
+        .embedding_cache(0)
+        .chunker(Arc::new(StructuredChunker::new(512).unwrap()))
+        .keyword_index(KeywordIndex::in_memory(Language::English))
+        .reranker(Arc::new(MmrReranker::new(embedder, 0.8)))
+        .build()
+        .unwrap()
+}
+
+/// An evaluation request (query and `top_k` are set per query by `eval::evaluate`).
+fn run(mode: SearchMode, rerank: bool) -> SearchRequest {
+    let mut r = SearchRequest::new("", 100).with_mode(mode);
+    r.rerank = rerank;
+    r
+}
 
 #[tokio::test]
 async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
@@ -23,20 +44,9 @@ async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
     .unwrap();
     assert_eq!(dataset.corpus.len(), 40);
     assert_eq!(dataset.queries.len(), 36);
-    let embedder = HashingEmbedder::shared(384);
-    let rag = RagBuilder::new(embedder.clone())
-        .chunker(Arc::new(StructuredChunker::new(512).unwrap()))
-        .keyword_index(KeywordIndex::in_memory(Language::English))
-        .reranker(Arc::new(MmrReranker::new(embedder, 0.8)))
-        .build()
-        .unwrap();
+    let rag = eval_stack(HashingEmbedder::shared(384));
     let ctx = RequestContext::system(TenantId::new("eval").unwrap());
     eval::ingest(&ctx, &rag, &dataset).await.unwrap();
-    let run = |mode: SearchMode, rerank: bool| {
-        let mut r = SearchRequest::new("", 100).with_mode(mode);
-        r.rerank = rerank;
-        r
-    };
     let bm25 = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Keyword, false))
         .await
         .unwrap();
@@ -88,7 +98,7 @@ async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
 #[tokio::test]
 async fn shipped_dataset_with_minilm_hybrid_beats_bm25_and_keeps_dense_quality() {
     let dir = wattos_llm::local::default_models_dir();
-    let embedder: Arc<dyn wattos_core::embedding::EmbeddingModel> =
+    let embedder: Arc<dyn EmbeddingModel> =
         match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
             Ok(m) => Arc::new(m),
             Err(e) => {
@@ -183,7 +193,7 @@ fn rust_errors_dataset_is_consistent() {
 #[tokio::test]
 async fn rust_errors_with_minilm_hybrid_beats_bm25_and_dense() {
     let dir = wattos_llm::local::default_models_dir();
-    let embedder: Arc<dyn wattos_core::embedding::EmbeddingModel> =
+    let embedder: Arc<dyn EmbeddingModel> =
         match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
             Ok(m) => Arc::new(m),
             Err(e) => {
@@ -195,22 +205,9 @@ async fn rust_errors_with_minilm_hybrid_beats_bm25_and_dense() {
             }
         };
     let dataset = BeirDataset::load(RUST_ERRORS, "test").unwrap();
-    let embedder: Arc<dyn wattos_core::embedding::EmbeddingModel> =
-        Arc::new(CachedEmbedder::new(embedder, 100_000));
-    let rag = RagBuilder::new(embedder.clone())
-        .embedding_cache(0)
-        .chunker(Arc::new(StructuredChunker::new(512).unwrap()))
-        .keyword_index(KeywordIndex::in_memory(Language::English))
-        .reranker(Arc::new(MmrReranker::new(embedder, 0.8)))
-        .build()
-        .unwrap();
+    let rag = eval_stack(embedder);
     let ctx = RequestContext::system(TenantId::new("eval-rust-errors").unwrap());
     eval::ingest(&ctx, &rag, &dataset).await.unwrap();
-    let run = |mode: SearchMode, rerank: bool| {
-        let mut r = SearchRequest::new("", 100).with_mode(mode);
-        r.rerank = rerank;
-        r
-    };
     let rrf = SearchMode::Hybrid {
         fusion: Fusion::Rrf { k: 60.0 },
     };
