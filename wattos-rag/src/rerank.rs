@@ -310,6 +310,7 @@ impl Reranker for LlmReranker {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use wattos_core::test_utils::embed::HashingEmbedder;
     use wattos_core::{RequestContext, TenantId};
 
@@ -352,8 +353,6 @@ mod tests {
         assert_eq!(normalised([2.0, 4.0, 3.0].into_iter()), [0.0, 1.0, 0.5]);
         assert_eq!(normalised([0.3, 0.3].into_iter()), [1.0, 1.0]);
     }
-
-    use super::*;
 
     #[test]
     fn ranking_parser_ignores_noise() {

@@ -15,6 +15,19 @@ use wattos_rag::rerank::MmrReranker;
 use wattos_rag::retrieve::{SearchMode, SearchRequest};
 use wattos_rag::{Rag, RagBuilder};
 
+/// The local all-MiniLM-L6-v2, or `None` after saying loudly that `what` is skipped (no model
+/// cache: `scripts/fetch-models.sh`, `WATTOS_MODELS__DIR`).
+fn minilm(what: &str) -> Option<Arc<dyn EmbeddingModel>> {
+    let dir = wattos_llm::local::default_models_dir();
+    match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            eprintln!("SKIPPED: {what}: {e} (models dir {})", dir.display());
+            None
+        }
+    }
+}
+
 /// The stack the evaluation example builds: 512-token chunks, English BM25, MMR (λ 0.8) sharing
 /// one embedding cache with ingestion.
 fn eval_stack(embedder: Arc<dyn EmbeddingModel>) -> Rag {
@@ -97,18 +110,9 @@ async fn shipped_dataset_hybrid_beats_bm25_and_dense() {
 /// (`scripts/fetch-models.sh`, `WATTOS_MODELS__DIR`); skips loudly without it.
 #[tokio::test]
 async fn shipped_dataset_with_minilm_hybrid_beats_bm25_and_keeps_dense_quality() {
-    let dir = wattos_llm::local::default_models_dir();
-    let embedder: Arc<dyn EmbeddingModel> =
-        match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: MiniLM evaluation: {e} (models dir {})",
-                    dir.display()
-                );
-                return;
-            }
-        };
+    let Some(embedder) = minilm("MiniLM evaluation") else {
+        return;
+    };
     let dataset = BeirDataset::load(
         concat!(env!("CARGO_MANIFEST_DIR"), "/data/wattos-mini"),
         "test",
@@ -192,18 +196,9 @@ fn rust_errors_dataset_is_consistent() {
 /// wattos-rag/data/rust-errors`). Each run is pinned to 0.01 of its measured value.
 #[tokio::test]
 async fn rust_errors_with_minilm_hybrid_beats_bm25_and_dense() {
-    let dir = wattos_llm::local::default_models_dir();
-    let embedder: Arc<dyn EmbeddingModel> =
-        match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: MiniLM evaluation on rust-errors: {e} (models dir {})",
-                    dir.display()
-                );
-                return;
-            }
-        };
+    let Some(embedder) = minilm("MiniLM evaluation on rust-errors") else {
+        return;
+    };
     let dataset = BeirDataset::load(RUST_ERRORS, "test").unwrap();
     let rag = eval_stack(embedder);
     let ctx = RequestContext::system(TenantId::new("eval-rust-errors").unwrap());
