@@ -20,23 +20,11 @@ use wattos_core::{RequestContext, TenantId};
 use wattos_rag::store::{EmbeddedOptions, EmbeddedStore};
 use wattos_rag::synthetic::clustered_vectors;
 
+mod support;
+use support::{percentile, rss_bytes};
+
 const DIMS: usize = 384;
 const K: usize = 10;
-
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<usize>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn row(name: &str, build: Duration, mem: usize, lat: &mut [Duration], recall: f64) {
     lat.sort();

@@ -23,18 +23,10 @@ use wattos_rag::RagBuilder;
 use wattos_rag::document::Source;
 use wattos_rag::keyword::{KeywordIndex, Language};
 
-const DOCS: usize = 200;
+mod support;
+use support::rss_bytes;
 
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<usize>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
+const DOCS: usize = 200;
 
 fn corpus(seed: usize) -> Vec<Source> {
     corpus_n(seed, DOCS)

@@ -24,18 +24,10 @@ use wattos_rag::retrieve::{Retriever, SearchMode, SearchRequest};
 use wattos_rag::store::{EmbeddedOptions, EmbeddedStore};
 use wattos_rag::synthetic::clustered_vectors;
 
-const DIMS: usize = 384;
+mod support;
+use support::{percentile, rss_bytes};
 
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<usize>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
+const DIMS: usize = 384;
 
 fn sizes() -> Vec<usize> {
     std::env::var("WATTOS_BENCH_SIZES")
@@ -54,10 +46,6 @@ fn ivf_options() -> EmbeddedOptions {
         max_nprobe: env("WATTOS_BENCH_MAX_NPROBE").unwrap_or(d.max_nprobe),
         ..d
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 const WORDS: &[&str] = &[

@@ -14,6 +14,10 @@ use std::collections::BinaryHeap;
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
+#[path = "../../benches/support/mod.rs"]
+mod support;
+use support::{percentile as pct, rss_bytes as rss};
+
 #[path = "../../src/synthetic.rs"]
 mod synthetic;
 
@@ -28,17 +32,6 @@ use distance::dot;
 
 const DIMS: usize = 384;
 const K: usize = 10;
-
-fn rss() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
-        .map_or(0, |p| p * 4096)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 #[derive(PartialEq)]
 struct S(f32, u32);
