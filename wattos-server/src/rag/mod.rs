@@ -917,8 +917,11 @@ pub async fn search(
     let mut req = search_request(body.query, body.top_k, 100, body.mode, body.filter)?;
     let top_k = req.top_k;
     if diversity > 0.0 {
-        // Candidates for MMR to choose from, as the library's two-stage retrieval fetches them.
-        req.top_k = (4 * top_k).clamp(40, 200);
+        // Candidates for MMR to choose from, fetched as the library's two-stage retrieval does:
+        // `max(4 * top_k, 40)` from each first-stage list, that many kept after fusion.
+        let n = (4 * top_k).max(40);
+        req.top_k = n;
+        req.candidates = Some(n);
     }
     let rag = svc.rag(ctx.tenant(), &name).await?;
     let mut hits = rag.search(&ctx, &req).await?;
