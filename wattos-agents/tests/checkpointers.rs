@@ -186,3 +186,150 @@ async fn async_durability_stores_every_checkpoint_in_order() {
         cp.delete_thread(&ctx, &thread).await.unwrap();
     }
 }
+
+/// A batch either lands whole or not at all: a duplicate checkpoint id in it (a unique-key violation)
+/// leaves neither its checkpoints nor its pending writes behind.
+async fn put_step_is_atomic(cp: &dyn Checkpointer) {
+    use wattos_core::checkpoint::{
+        Checkpoint, CheckpointWrites, PendingWrite, StateBlob, StepBatch, WriteKind,
+    };
+    let ctx = RequestContext::system(TenantId::new("tenant-atomic").unwrap());
+    let t = ThreadId::new(unique("atomic")).unwrap();
+    let first = Checkpoint::new(t.clone(), None, 0, StateBlob::Full(b"{}".to_vec()));
+    cp.put(&ctx, first.clone()).await.unwrap();
+    let next = Checkpoint::new(
+        t.clone(),
+        Some(first.id),
+        1,
+        StateBlob::Full(b"{}".to_vec()),
+    );
+    let batch = StepBatch {
+        writes: vec![CheckpointWrites {
+            thread: t.clone(),
+            checkpoint: first.id,
+            writes: vec![PendingWrite {
+                task_id: "0:0".into(),
+                kind: WriteKind::Output,
+                payload: b"{}".to_vec(),
+            }],
+        }],
+        // `first` again: its id is taken.
+        checkpoints: vec![next.clone(), first.clone()],
+    };
+    assert!(cp.put_step(&ctx, batch).await.is_err());
+    assert_eq!(cp.list(&ctx, &t, 10).await.unwrap(), vec![first.clone()]);
+    assert!(cp.get_writes(&ctx, &t, first.id).await.unwrap().is_empty());
+    // The store is usable after the failed batch.
+    cp.put(&ctx, next.clone()).await.unwrap();
+    assert_eq!(cp.get(&ctx, &t, None).await.unwrap(), Some(next));
+    cp.delete_thread(&ctx, &t).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_put_step_is_atomic() {
+    use wattos_agents::checkpoint::{SqliteOptions, SqliteSynchronous};
+    let dir = std::env::temp_dir().join(unique("wattos-agents-sqlite-atomic"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cp = SqliteCheckpointer::open_with(
+        dir.join("cp.db"),
+        SqliteOptions::default().synchronous(SqliteSynchronous::Normal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cp.synchronous(), SqliteSynchronous::Normal);
+    put_step_is_atomic(&cp).await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn postgres_put_step_is_atomic() {
+    let cp = PostgresCheckpointer::connect_with_schema(&pg_url(), "wattos_agents_test")
+        .await
+        .unwrap();
+    put_step_is_atomic(&cp).await;
+}
+
+/// A fan-out with both durabilities on every store: each branch's output is stored as a pending write
+/// of the step's checkpoint (8 per fan-out), and the checkpoints arrive complete and in order.
+#[tokio::test]
+async fn fan_out_writes_are_stored_with_every_durability() {
+    let dir = std::env::temp_dir().join(unique("wattos-agents-fanout"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stores: Vec<Arc<dyn Checkpointer>> = vec![
+        Arc::new(InMemoryCheckpointer::new()),
+        Arc::new(SqliteCheckpointer::open(dir.join("cp.db")).await.unwrap()),
+        Arc::new(
+            PostgresCheckpointer::connect_with_schema(&pg_url(), "wattos_agents_test")
+                .await
+                .unwrap(),
+        ),
+    ];
+    for cp in stores {
+        for durability in [
+            wattos_agents::Durability::Sync,
+            wattos_agents::Durability::Async,
+        ] {
+            let mut g = StateGraph::<Counter>::new()
+                .add_node("fan", |_s: Arc<Counter>, _c: NodeContext| async move {
+                    Ok(NodeOutput::none())
+                })
+                .add_node("join", |_s: Arc<Counter>, _c: NodeContext| async move {
+                    Ok(NodeOutput::update(
+                        CounterUpdate::default().log(vec!["j".into()]),
+                    ))
+                })
+                .add_edge(START, "fan")
+                .add_conditional_edges(
+                    "join",
+                    |s: &Counter| if s.n < 8 * 5 { "fan" } else { END },
+                    ["fan", END],
+                );
+            for i in 0..8 {
+                let name = format!("w{i}");
+                g = g
+                    .add_node(
+                        name.clone(),
+                        |_s: Arc<Counter>, _c: NodeContext| async move {
+                            Ok(NodeOutput::update(CounterUpdate::default().n(1)))
+                        },
+                    )
+                    .add_edge("fan", name.clone())
+                    .add_edge(name, "join");
+            }
+            let g = g
+                .compile(
+                    CompileOptions::new()
+                        .with_checkpointer(cp.clone())
+                        .with_durability(durability),
+                )
+                .unwrap();
+            let ctx = RequestContext::system(TenantId::new("tenant-x").unwrap());
+            let thread = ThreadId::new(unique("fanout")).unwrap();
+            let out = g
+                .invoke(
+                    &ctx,
+                    &RunConfig::thread(thread.clone()),
+                    CounterUpdate::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.state.n, 40);
+            let all = cp.list(&ctx, &thread, 1000).await.unwrap();
+            assert_eq!(all.len(), 1 + 3 * 5, "{durability:?}");
+            assert!(
+                all.windows(2)
+                    .all(|w| w[0].step == w[1].step + 1 && w[0].parent == Some(w[1].id))
+            );
+            let mut writes = 0;
+            for c in &all {
+                let w = cp.get_writes(&ctx, &thread, c.id).await.unwrap();
+                // Only the checkpoints that scheduled the 8 branches have writes, one per branch.
+                assert!(w.is_empty() || w.len() == 8, "{durability:?}: {}", w.len());
+                writes += w.len();
+            }
+            assert_eq!(writes, 8 * 5, "{durability:?}");
+            cp.delete_thread(&ctx, &thread).await.unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

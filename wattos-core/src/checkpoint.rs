@@ -250,6 +250,40 @@ pub struct PendingWrite {
     pub payload: Vec<u8>,
 }
 
+/// The pending writes of one checkpoint, as part of a [`StepBatch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointWrites {
+    /// The thread of the checkpoint.
+    pub thread: ThreadId,
+    /// The checkpoint the writes belong to (the one whose `next` tasks wrote them).
+    pub checkpoint: CheckpointId,
+    /// The writes, in order.
+    pub writes: Vec<PendingWrite>,
+}
+
+/// Pending writes and checkpoints that reach storage together: what a graph executor stores for one
+/// superstep (the branches' outputs and the checkpoint that follows), or for several steps at once
+/// when it batches ([`Checkpointer::put_step`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepBatch {
+    /// Pending writes, in order (stored before the checkpoints of the batch).
+    pub writes: Vec<CheckpointWrites>,
+    /// Checkpoints, in order.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl StepBatch {
+    /// Nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.checkpoints.is_empty() && self.writes.iter().all(|w| w.writes.is_empty())
+    }
+
+    /// How many pending writes the batch holds.
+    pub fn write_count(&self) -> usize {
+        self.writes.iter().map(|w| w.writes.len()).sum()
+    }
+}
+
 /// Durable storage for graph checkpoints, scoped by the caller's tenant.
 ///
 /// Implementations must:
@@ -288,6 +322,29 @@ pub trait Checkpointer: Send + Sync {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
     ) -> Result<()>;
+
+    /// Stores a batch of pending writes and checkpoints, all or nothing where the backend allows (one
+    /// transaction: one commit on SQLite, one statement and round trip on Postgres). Graph executors
+    /// call this once per superstep (or once per group of steps with asynchronous durability).
+    ///
+    /// The default calls [`Checkpointer::put_writes`] for each write set, then
+    /// [`Checkpointer::put_batch`]: correct, but neither atomic nor one round trip. Implementations
+    /// backed by a transactional store should override it.
+    ///
+    /// # Errors
+    /// Storage failures; with the default implementation, a prefix of the batch may have been stored.
+    async fn put_step(&self, ctx: &RequestContext, batch: StepBatch) -> Result<()> {
+        for w in batch.writes {
+            if !w.writes.is_empty() {
+                self.put_writes(ctx, &w.thread, w.checkpoint, w.writes)
+                    .await?;
+            }
+        }
+        if !batch.checkpoints.is_empty() {
+            self.put_batch(ctx, batch.checkpoints).await?;
+        }
+        Ok(())
+    }
 
     /// The checkpoint `id` of `thread`, or its latest when `id` is `None`.
     ///
@@ -345,6 +402,9 @@ impl<T: Checkpointer + ?Sized> Checkpointer for Arc<T> {
         writes: Vec<PendingWrite>,
     ) -> Result<()> {
         (**self).put_writes(ctx, thread, checkpoint, writes).await
+    }
+    async fn put_step(&self, ctx: &RequestContext, batch: StepBatch) -> Result<()> {
+        (**self).put_step(ctx, batch).await
     }
     async fn get(
         &self,

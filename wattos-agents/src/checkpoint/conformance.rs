@@ -1,8 +1,11 @@
 //! Behaviour every [`Checkpointer`] must have; call [`check`] from an implementation's tests.
+//!
+//! It covers [`Checkpointer::put_step`] too (pending writes of several checkpoints and new checkpoints
+//! in one batch), whether an implementation overrides it or keeps the default.
 
 use wattos_core::checkpoint::{
-    Checkpoint, CheckpointSource, Checkpointer, PendingWrite, StateBlob, TaskRecord, ThreadId,
-    WriteKind,
+    Checkpoint, CheckpointSource, CheckpointWrites, Checkpointer, PendingWrite, StateBlob,
+    StepBatch, TaskRecord, ThreadId, WriteKind,
 };
 use wattos_core::{Error, RequestContext, Result, TenantId};
 
@@ -112,6 +115,65 @@ pub async fn check(cp: &dyn Checkpointer, thread: &str) -> Result<()> {
         "writes belong to one checkpoint",
     )?;
 
+    // A step batch: writes of an existing checkpoint, of one stored in the same batch, and checkpoints.
+    let third = Checkpoint::new(
+        t.clone(),
+        Some(second.id),
+        2,
+        StateBlob::Delta(br#"[{"n":1}]"#.to_vec()),
+    );
+    let fourth = Checkpoint::new(
+        t.clone(),
+        Some(third.id),
+        3,
+        StateBlob::Full(br#"{"n":2}"#.to_vec()),
+    );
+    let branch = |task: &str| PendingWrite {
+        task_id: task.into(),
+        kind: WriteKind::Output,
+        payload: format!(r#"{{"task":"{task}"}}"#).into_bytes(),
+    };
+    cp.put_step(
+        &a,
+        StepBatch {
+            writes: vec![
+                CheckpointWrites {
+                    thread: t.clone(),
+                    checkpoint: second.id,
+                    writes: vec![branch("1:0"), branch("1:1")],
+                },
+                CheckpointWrites {
+                    thread: t.clone(),
+                    checkpoint: third.id,
+                    writes: vec![branch("2:0")],
+                },
+            ],
+            checkpoints: vec![third.clone(), fourth.clone()],
+        },
+    )
+    .await?;
+    ensure(
+        cp.get(&a, &t, None).await? == Some(fourth.clone()),
+        "put_step: the batch's last checkpoint is the latest",
+    )?;
+    ensure(
+        cp.get(&a, &t, Some(third.id)).await? == Some(third.clone()),
+        "put_step: every checkpoint of the batch is stored",
+    )?;
+    ensure(
+        cp.get_writes(&a, &t, second.id).await? == vec![branch("1:0"), branch("1:1")],
+        "put_step: writes of an earlier checkpoint, in order",
+    )?;
+    ensure(
+        cp.get_writes(&a, &t, third.id).await? == vec![branch("2:0")],
+        "put_step: writes of a checkpoint stored in the same batch",
+    )?;
+    cp.put_step(&a, StepBatch::default()).await?;
+    ensure(
+        cp.list(&a, &t, 10).await?.len() == 5,
+        "put_step: an empty batch stores nothing",
+    )?;
+
     // Tenant isolation.
     ensure(
         cp.get(&b, &t, None).await?.is_none(),
@@ -138,7 +200,8 @@ pub async fn check(cp: &dyn Checkpointer, thread: &str) -> Result<()> {
     cp.delete_thread(&a, &t).await?;
     ensure(cp.get(&a, &t, None).await?.is_none(), "deleted")?;
     ensure(
-        cp.get_writes(&a, &t, first.id).await?.is_empty(),
+        cp.get_writes(&a, &t, first.id).await?.is_empty()
+            && cp.get_writes(&a, &t, second.id).await?.is_empty(),
         "writes deleted",
     )?;
     Ok(())

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use wattos_core::checkpoint::{Checkpoint, CheckpointId, Checkpointer, PendingWrite, ThreadId};
+use wattos_core::checkpoint::{
+    Checkpoint, CheckpointId, Checkpointer, PendingWrite, StepBatch, ThreadId,
+};
 use wattos_core::{RequestContext, Result};
 
 #[derive(Default)]
@@ -33,7 +35,7 @@ impl InMemoryCheckpointer {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, ThreadId), ThreadLog>> {
+    fn lock(&self) -> MutexGuard<'_, Threads> {
         self.threads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -42,15 +44,49 @@ impl InMemoryCheckpointer {
     }
 }
 
+type Threads = HashMap<(String, ThreadId), ThreadLog>;
+
+fn insert(threads: &mut Threads, ctx: &RequestContext, checkpoint: Checkpoint) {
+    let log = threads
+        .entry(InMemoryCheckpointer::key(ctx, &checkpoint.thread))
+        .or_default();
+    log.by_id.insert(checkpoint.id, log.checkpoints.len());
+    log.checkpoints.push(checkpoint);
+}
+
 #[async_trait]
 impl Checkpointer for InMemoryCheckpointer {
     async fn put(&self, ctx: &RequestContext, checkpoint: Checkpoint) -> Result<()> {
+        insert(&mut self.lock(), ctx, checkpoint);
+        Ok(())
+    }
+
+    async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
         let mut threads = self.lock();
-        let log = threads
-            .entry(Self::key(ctx, &checkpoint.thread))
-            .or_default();
-        log.by_id.insert(checkpoint.id, log.checkpoints.len());
-        log.checkpoints.push(checkpoint);
+        for c in checkpoints {
+            insert(&mut threads, ctx, c);
+        }
+        Ok(())
+    }
+
+    /// Under one lock: readers see all of the batch or none of it.
+    async fn put_step(&self, ctx: &RequestContext, batch: StepBatch) -> Result<()> {
+        let mut threads = self.lock();
+        for w in batch.writes {
+            if w.writes.is_empty() {
+                continue;
+            }
+            threads
+                .entry(Self::key(ctx, &w.thread))
+                .or_default()
+                .writes
+                .entry(w.checkpoint)
+                .or_default()
+                .extend(w.writes);
+        }
+        for c in batch.checkpoints {
+            insert(&mut threads, ctx, c);
+        }
         Ok(())
     }
 

@@ -16,4 +16,4 @@ pub use memory::InMemoryCheckpointer;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresCheckpointer;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteCheckpointer;
+pub use sqlite::{SqliteCheckpointer, SqliteOptions, SqliteSynchronous};

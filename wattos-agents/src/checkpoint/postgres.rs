@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use wattos_core::checkpoint::{
-    Checkpoint, CheckpointId, Checkpointer, PendingWrite, ThreadId, WriteKind,
+    Checkpoint, CheckpointId, Checkpointer, PendingWrite, StateBlob, StepBatch, ThreadId, WriteKind,
 };
 use wattos_core::{RequestContext, Result};
 
@@ -40,8 +40,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS {s}.checkpoints (
 /// Stores checkpoints in a Postgres schema of their own (default `wattos_agents`), created and migrated
 /// by [`PostgresCheckpointer::connect`].
 ///
-/// Every statement filters on the caller's tenant. A checkpoint is one `INSERT` (one round trip); pending
-/// writes of a parallel step are one `INSERT` each as tasks finish.
+/// Every statement filters on the caller's tenant. A checkpoint is one `INSERT` (one round trip); a
+/// [`StepBatch`] (a step's pending writes and checkpoint, or many steps' with asynchronous durability)
+/// is one statement, so one transaction and one round trip, whatever its size. Statements are prepared
+/// once per pooled connection and reused.
 #[derive(Debug, Clone)]
 pub struct PostgresCheckpointer {
     pool: PgPool,
@@ -53,6 +55,7 @@ struct Statements {
     put: String,
     put_batch: String,
     put_write: String,
+    put_step: String,
     get_latest: String,
     get_one: String,
     get_writes: String,
@@ -76,6 +79,14 @@ impl Statements {
             put_write: format!(
                 "INSERT INTO {s}.checkpoint_writes (tenant, thread, checkpoint, task_id, kind, payload) \
                  SELECT $1, $2, $3, * FROM UNNEST($4::text[], $5::text[], $6::bytea[])"
+            ),
+            put_step: format!(
+                "WITH w AS (INSERT INTO {s}.checkpoint_writes (tenant, thread, checkpoint, task_id, kind, payload) \
+                 SELECT $1, wt, wc, wk, wd, wp FROM UNNEST($2::text[], $3::uuid[], $4::text[], $5::text[], $6::bytea[]) \
+                 WITH ORDINALITY AS y(wt, wc, wk, wd, wp, ord) ORDER BY ord) \
+                 INSERT INTO {s}.checkpoints (tenant, thread, id, parent, step, state_full, state, body) \
+                 SELECT $1, t, i, p, st, f, sb, b FROM UNNEST($7::text[], $8::uuid[], $9::uuid[], $10::bigint[], \
+                 $11::bool[], $12::bytea[], $13::bytea[]) WITH ORDINALITY AS x(t, i, p, st, f, sb, b, ord) ORDER BY ord"
             ),
             get_latest: format!(
                 "SELECT {cols} FROM {s}.checkpoints WHERE tenant = $1 AND thread = $2 ORDER BY seq DESC LIMIT 1"
@@ -213,8 +224,7 @@ impl Checkpointer for PostgresCheckpointer {
         let body = encode_body(&c)?;
         let full = c.state.is_full();
         let state = match c.state {
-            wattos_core::checkpoint::StateBlob::Full(b)
-            | wattos_core::checkpoint::StateBlob::Delta(b) => b,
+            StateBlob::Full(b) | StateBlob::Delta(b) => b,
         };
         sqlx::query(&self.sql.put)
             .bind(ctx.tenant().as_str())
@@ -258,8 +268,7 @@ impl Checkpointer for PostgresCheckpointer {
             steps.push(step_i64(c.step)?);
             fulls.push(c.state.is_full());
             states.push(match c.state {
-                wattos_core::checkpoint::StateBlob::Full(b)
-                | wattos_core::checkpoint::StateBlob::Delta(b) => b,
+                StateBlob::Full(b) | StateBlob::Delta(b) => b,
             });
         }
         sqlx::query(&self.sql.put_batch)
@@ -305,6 +314,81 @@ impl Checkpointer for PostgresCheckpointer {
             .execute(&self.pool)
             .await
             .map_err(db_err("put_writes"))?;
+        Ok(())
+    }
+
+    /// One statement (a data-modifying CTE): atomic, one round trip.
+    async fn put_step(&self, ctx: &RequestContext, batch: StepBatch) -> Result<()> {
+        let n_writes = batch.write_count();
+        if n_writes == 0 {
+            return match batch.checkpoints.len() {
+                0 => Ok(()),
+                _ => self.put_batch(ctx, batch.checkpoints).await,
+            };
+        }
+        if batch.checkpoints.is_empty()
+            && let [set] = &batch.writes[..]
+        {
+            let (thread, checkpoint) = (set.thread.clone(), set.checkpoint);
+            let writes = batch.writes.into_iter().flat_map(|s| s.writes).collect();
+            return self.put_writes(ctx, &thread, checkpoint, writes).await;
+        }
+        let (mut w_threads, mut w_cps, mut w_tasks, mut w_kinds, mut w_payloads) = (
+            Vec::with_capacity(n_writes),
+            Vec::with_capacity(n_writes),
+            Vec::with_capacity(n_writes),
+            Vec::with_capacity(n_writes),
+            Vec::with_capacity(n_writes),
+        );
+        for set in batch.writes {
+            for w in set.writes {
+                w_threads.push(set.thread.as_str().to_owned());
+                w_cps.push(set.checkpoint.0);
+                w_tasks.push(w.task_id);
+                w_kinds.push(w.kind.as_str());
+                w_payloads.push(w.payload);
+            }
+        }
+        let n = batch.checkpoints.len();
+        let (mut threads, mut ids, mut parents, mut steps) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut fulls, mut states, mut bodies) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for c in batch.checkpoints {
+            bodies.push(encode_body(&c)?);
+            threads.push(c.thread.as_str().to_owned());
+            ids.push(c.id.0);
+            parents.push(c.parent.map(|p| p.0));
+            steps.push(step_i64(c.step)?);
+            fulls.push(c.state.is_full());
+            states.push(match c.state {
+                StateBlob::Full(b) | StateBlob::Delta(b) => b,
+            });
+        }
+        sqlx::query(&self.sql.put_step)
+            .bind(ctx.tenant().as_str())
+            .bind(w_threads)
+            .bind(w_cps)
+            .bind(w_tasks)
+            .bind(w_kinds)
+            .bind(w_payloads)
+            .bind(threads)
+            .bind(ids)
+            .bind(parents)
+            .bind(steps)
+            .bind(fulls)
+            .bind(states)
+            .bind(bodies)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("put_step"))?;
         Ok(())
     }
 

@@ -1,27 +1,115 @@
 //! A SQLite checkpointer (sqlx): durable in a single file, for one host.
+//!
+//! One dedicated writer connection stores everything (SQLite has one writer at a time anyway); reads
+//! go through a small pool. A [`StepBatch`] is one SQL string of `BEGIN IMMEDIATE; INSERT …; INSERT …;
+//! COMMIT`, sent to sqlx's SQLite worker thread as one command: one hop and one commit per batch,
+//! whatever its size. Statements are prepared once per batch shape and cached by the connection.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex as StdMutex};
 
 use async_trait::async_trait;
+use sqlx::Connection as _;
 use sqlx::Row as _;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 use wattos_core::checkpoint::{
-    Checkpoint, CheckpointId, Checkpointer, PendingWrite, StateBlob, ThreadId, WriteKind,
+    Checkpoint, CheckpointId, CheckpointWrites, Checkpointer, PendingWrite, StateBlob, StepBatch,
+    ThreadId, WriteKind,
 };
 use wattos_core::{RequestContext, Result};
 
 use super::sql::{Row, check_ident, db_err, decode_row, encode_body, step_i64};
 
-/// Stores checkpoints in a SQLite file (WAL journal, `synchronous=NORMAL`: safe against process crashes;
-/// a power loss may drop the last few commits). Tables are named `<prefix>checkpoints` and
-/// `<prefix>checkpoint_writes` (default prefix `wattos_`).
+/// SQLite's `synchronous` setting for the checkpoint file (always in WAL journal mode): what a
+/// committed checkpoint survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// Every commit waits for the WAL to reach the disk (`fsync`): a committed checkpoint survives a
+    /// process crash and a power loss or OS crash. The default; each `Durability::Sync` step then
+    /// costs one `fsync` of the disk.
+    #[default]
+    Full,
+    /// Commits are written to the WAL without `fsync` (synced at WAL checkpoints): a committed
+    /// checkpoint survives a crash of the process, but a power loss or OS crash may roll back the last
+    /// commits (the database stays consistent; a run resumes from a slightly older step).
+    Normal,
+}
+
+impl SqliteSynchronous {
+    fn to_sqlx(self) -> sqlx::sqlite::SqliteSynchronous {
+        match self {
+            Self::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            Self::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        }
+    }
+}
+
+/// Options of [`SqliteCheckpointer::open_with`].
 #[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Prefix of the table names (default `wattos_`): `<prefix>checkpoints`, `<prefix>checkpoint_writes`.
+    pub table_prefix: String,
+    /// What a commit survives (default [`SqliteSynchronous::Full`]).
+    pub synchronous: SqliteSynchronous,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            table_prefix: "wattos_".into(),
+            synchronous: SqliteSynchronous::Full,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Sets [`SqliteOptions::synchronous`].
+    #[must_use]
+    pub fn synchronous(mut self, synchronous: SqliteSynchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets [`SqliteOptions::table_prefix`].
+    #[must_use]
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+}
+
+/// Stores checkpoints in a SQLite file (WAL journal; `synchronous=FULL` by default, see
+/// [`SqliteSynchronous`]). Tables are named `<prefix>checkpoints` and `<prefix>checkpoint_writes`
+/// (default prefix `wattos_`).
+///
+/// Writes use one connection of their own, serialized; each [`Checkpointer::put_step`] is one
+/// transaction and one commit. Reads use a pool.
+#[derive(Clone)]
 pub struct SqliteCheckpointer {
     pool: SqlitePool,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    shapes: Arc<StdMutex<HashMap<(usize, usize), Arc<str>>>>,
     p: String,
+    synchronous: SqliteSynchronous,
+}
+
+impl std::fmt::Debug for SqliteCheckpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteCheckpointer")
+            .field("table_prefix", &self.p)
+            .field("synchronous", &self.synchronous)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Writer {
+    conn: SqliteConnection,
+    /// A batch was sent and its caller did not see it finish (cancelled): its transaction may be open.
+    dirty: bool,
 }
 
 fn row_of(r: &sqlx::sqlite::SqliteRow) -> std::result::Result<Row, sqlx::Error> {
@@ -36,14 +124,19 @@ fn row_of(r: &sqlx::sqlite::SqliteRow) -> std::result::Result<Row, sqlx::Error> 
 }
 
 const COLS: &str = "id, parent, step, state_full, state, body";
+/// Rows per `INSERT` statement (8 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 64;
+/// Batch shapes whose SQL text is kept (each is prepared once per shape by the writer connection).
+const SHAPES_KEPT: usize = 256;
 
 impl SqliteCheckpointer {
-    /// Opens (creating if needed) the database file at `path` and creates the tables.
+    /// Opens (creating if needed) the database file at `path` with the default [`SqliteOptions`]
+    /// (`synchronous=FULL`) and creates the tables.
     ///
     /// # Errors
     /// [`wattos_core::ErrorKind::Unavailable`] when the file cannot be opened or migrated.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with_prefix(path, "wattos_").await
+        Self::open_with(path, SqliteOptions::default()).await
     }
 
     /// As [`SqliteCheckpointer::open`] with a table name prefix.
@@ -51,23 +144,36 @@ impl SqliteCheckpointer {
     /// # Errors
     /// Invalid prefix; the file cannot be opened or migrated.
     pub async fn open_with_prefix(path: impl AsRef<Path>, prefix: &str) -> Result<Self> {
-        check_ident("table_prefix", prefix)?;
+        Self::open_with(path, SqliteOptions::default().table_prefix(prefix)).await
+    }
+
+    /// Opens the database file at `path` with `options`.
+    ///
+    /// # Errors
+    /// Invalid prefix; the file cannot be opened or migrated.
+    pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let p = options.table_prefix;
+        check_ident("table_prefix", &p)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(db_err("open"))?
             .filename(path.as_ref())
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(options.synchronous.to_sqlx())
+            // Checkpoint the WAL into the database every 8,192 pages (32 MiB) instead of SQLite's
+            // 1,000: a step's commit touches the same few index pages as the last one, so rarer WAL
+            // checkpoints copy (and, below FULL, fsync) far fewer pages per commit.
+            .pragma("wal_autocheckpoint", "8192")
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let mut conn = SqliteConnection::connect_with(&opts)
             .await
             .map_err(db_err("open"))?;
-        let p = prefix.to_owned();
+        // `seq` is a plain rowid (no AUTOINCREMENT: that updates `sqlite_sequence`, one more page per
+        // commit): a new row still gets the largest rowid + 1, so `seq` order stays insertion order.
+        // Files created with AUTOINCREMENT keep it and work the same.
         sqlx::raw_sql(&format!(
             "CREATE TABLE IF NOT EXISTS {p}checkpoints (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                seq INTEGER PRIMARY KEY,
                 tenant TEXT NOT NULL,
                 thread TEXT NOT NULL,
                 id BLOB NOT NULL,
@@ -80,7 +186,7 @@ impl SqliteCheckpointer {
             );
             CREATE INDEX IF NOT EXISTS {p}checkpoints_latest ON {p}checkpoints (tenant, thread, seq);
             CREATE TABLE IF NOT EXISTS {p}checkpoint_writes (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                seq INTEGER PRIMARY KEY,
                 tenant TEXT NOT NULL,
                 thread TEXT NOT NULL,
                 checkpoint BLOB NOT NULL,
@@ -91,85 +197,167 @@ impl SqliteCheckpointer {
             CREATE INDEX IF NOT EXISTS {p}checkpoint_writes_by_checkpoint
                 ON {p}checkpoint_writes (tenant, thread, checkpoint, seq);"
         ))
-        .execute(&pool)
+        .execute(&mut conn)
         .await
         .map_err(db_err("migrate"))?;
-        Ok(Self { pool, p })
+        // Readers: the connection is a local file, so no liveness ping before each use.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(opts)
+            .await
+            .map_err(db_err("open"))?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(Writer { conn, dirty: false })),
+            shapes: Arc::default(),
+            p,
+            synchronous: options.synchronous,
+        })
     }
-}
 
-impl SqliteCheckpointer {
-    async fn insert(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        ctx: &RequestContext,
-        c: Checkpoint,
-    ) -> Result<()> {
-        let body = encode_body(&c)?;
-        let full = c.state.is_full();
-        let state = match c.state {
-            StateBlob::Full(b) | StateBlob::Delta(b) => b,
-        };
+    /// The `synchronous` level this checkpointer was opened with.
+    pub fn synchronous(&self) -> SqliteSynchronous {
+        self.synchronous
+    }
+
+    /// The SQL of a batch of `writes` pending writes and `checkpoints` checkpoints: one transaction
+    /// (or a lone autocommit `INSERT` for a single row).
+    fn batch_sql(&self, writes: usize, checkpoints: usize) -> Arc<str> {
+        let key = (writes, checkpoints);
+        let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sql) = shapes.get(&key) {
+            return sql.clone();
+        }
         let p = &self.p;
-        sqlx::query(&format!(
-            "INSERT INTO {p}checkpoints (tenant, thread, id, parent, step, state_full, state, body) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(ctx.tenant().as_str())
-        .bind(c.thread.as_str())
-        .bind(c.id.0)
-        .bind(c.parent.map(|p| p.0))
-        .bind(step_i64(c.step)?)
-        .bind(full)
-        .bind(state)
-        .bind(body)
-        .execute(conn)
-        .await
-        .map_err(db_err("put"))?;
-        Ok(())
+        let single = writes + checkpoints == 1;
+        let mut sql = String::new();
+        if !single {
+            sql.push_str("BEGIN IMMEDIATE;\n");
+        }
+        let mut push = |n: usize, head: &str, row: &str| {
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(ROWS_PER_INSERT);
+                sql.push_str(head);
+                sql.push_str(&vec![row; k].join(", "));
+                sql.push_str(";\n");
+                left -= k;
+            }
+        };
+        push(
+            writes,
+            &format!(
+                "INSERT INTO {p}checkpoint_writes (tenant, thread, checkpoint, task_id, kind, payload) VALUES "
+            ),
+            "(?, ?, ?, ?, ?, ?)",
+        );
+        push(
+            checkpoints,
+            &format!(
+                "INSERT INTO {p}checkpoints (tenant, thread, id, parent, step, state_full, state, body) VALUES "
+            ),
+            "(?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        if !single {
+            sql.push_str("COMMIT;");
+        }
+        let sql: Arc<str> = Arc::from(sql);
+        if shapes.len() >= SHAPES_KEPT {
+            shapes.clear();
+        }
+        shapes.insert(key, sql.clone());
+        sql
+    }
+
+    /// Runs `sql` with `args` on the writer connection; rolls back whatever it left open on failure
+    /// (or after a cancelled call).
+    async fn write(
+        &self,
+        op: &'static str,
+        sql: &str,
+        args: sqlx::sqlite::SqliteArguments<'_>,
+    ) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        if w.dirty {
+            // A previous call was dropped mid-batch: its transaction may still be open.
+            sqlx::query("ROLLBACK").execute(&mut w.conn).await.ok();
+        }
+        w.dirty = true;
+        let result = sqlx::query_with(sql, args).execute(&mut w.conn).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK").execute(&mut w.conn).await.ok();
+        }
+        w.dirty = false;
+        result.map(|_| ()).map_err(db_err(op))
+    }
+
+    async fn store(&self, op: &'static str, ctx: &RequestContext, batch: StepBatch) -> Result<()> {
+        use sqlx::Arguments as _;
+        let writes = batch.write_count();
+        let checkpoints = batch.checkpoints.len();
+        if writes + checkpoints == 0 {
+            return Ok(());
+        }
+        let sql = self.batch_sql(writes, checkpoints);
+        let tenant = ctx.tenant().as_str();
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        let bind_err = |e: sqlx::error::BoxDynError| db_err(op)(sqlx::Error::Encode(e));
+        for set in &batch.writes {
+            for w in &set.writes {
+                args.add(tenant).map_err(bind_err)?;
+                args.add(set.thread.as_str()).map_err(bind_err)?;
+                args.add(set.checkpoint.0).map_err(bind_err)?;
+                args.add(w.task_id.as_str()).map_err(bind_err)?;
+                args.add(w.kind.as_str()).map_err(bind_err)?;
+                args.add(w.payload.as_slice()).map_err(bind_err)?;
+            }
+        }
+        let mut bodies = Vec::with_capacity(checkpoints);
+        for c in &batch.checkpoints {
+            bodies.push(encode_body(c)?);
+        }
+        for (c, body) in batch.checkpoints.iter().zip(bodies) {
+            args.add(tenant).map_err(bind_err)?;
+            args.add(c.thread.as_str()).map_err(bind_err)?;
+            args.add(c.id.0).map_err(bind_err)?;
+            args.add(c.parent.map(|p| p.0)).map_err(bind_err)?;
+            args.add(step_i64(c.step)?).map_err(bind_err)?;
+            args.add(c.state.is_full()).map_err(bind_err)?;
+            args.add(match &c.state {
+                StateBlob::Full(b) | StateBlob::Delta(b) => b.as_slice(),
+            })
+            .map_err(bind_err)?;
+            args.add(body).map_err(bind_err)?;
+        }
+        self.write(op, &sql, args).await
     }
 }
 
 #[async_trait]
 impl Checkpointer for SqliteCheckpointer {
     async fn put(&self, ctx: &RequestContext, c: Checkpoint) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_err("put"))?;
-        self.insert(&mut conn, ctx, c).await
+        self.store(
+            "put",
+            ctx,
+            StepBatch {
+                writes: Vec::new(),
+                checkpoints: vec![c],
+            },
+        )
+        .await
     }
 
     async fn put_batch(&self, ctx: &RequestContext, checkpoints: Vec<Checkpoint>) -> Result<()> {
-        // Multi-row inserts (one statement per 100 checkpoints) in one transaction: each statement is
-        // a hop to sqlx's SQLite thread, so fewer statements matter more than the SQL itself.
-        let p = &self.p;
-        let mut tx = self.pool.begin().await.map_err(db_err("put_batch"))?;
-        let mut rest = checkpoints;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(100));
-            let chunk = std::mem::replace(&mut rest, tail);
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO {p}checkpoints (tenant, thread, id, parent, step, state_full, state, body) VALUES {values}"
-            );
-            let mut q = sqlx::query(&sql);
-            for c in chunk {
-                let body = encode_body(&c)?;
-                let full = c.state.is_full();
-                let state = match c.state {
-                    StateBlob::Full(b) | StateBlob::Delta(b) => b,
-                };
-                q = q
-                    .bind(ctx.tenant().as_str().to_owned())
-                    .bind(c.thread.as_str().to_owned())
-                    .bind(c.id.0)
-                    .bind(c.parent.map(|p| p.0))
-                    .bind(step_i64(c.step)?)
-                    .bind(full)
-                    .bind(state)
-                    .bind(body);
-            }
-            q.execute(&mut *tx).await.map_err(db_err("put_batch"))?;
-        }
-        tx.commit().await.map_err(db_err("put_batch"))
+        self.store(
+            "put_batch",
+            ctx,
+            StepBatch {
+                writes: Vec::new(),
+                checkpoints,
+            },
+        )
+        .await
     }
 
     async fn put_writes(
@@ -179,25 +367,24 @@ impl Checkpointer for SqliteCheckpointer {
         checkpoint: CheckpointId,
         writes: Vec<PendingWrite>,
     ) -> Result<()> {
-        let p = &self.p;
-        let sql = format!(
-            "INSERT INTO {p}checkpoint_writes (tenant, thread, checkpoint, task_id, kind, payload) \
-             VALUES (?, ?, ?, ?, ?, ?)"
-        );
-        let mut tx = self.pool.begin().await.map_err(db_err("put_writes"))?;
-        for w in writes {
-            sqlx::query(&sql)
-                .bind(ctx.tenant().as_str())
-                .bind(thread.as_str())
-                .bind(checkpoint.0)
-                .bind(w.task_id)
-                .bind(w.kind.as_str())
-                .bind(w.payload)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("put_writes"))?;
-        }
-        tx.commit().await.map_err(db_err("put_writes"))
+        self.store(
+            "put_writes",
+            ctx,
+            StepBatch {
+                writes: vec![CheckpointWrites {
+                    thread: thread.clone(),
+                    checkpoint,
+                    writes,
+                }],
+                checkpoints: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// One transaction, one commit, one hop to the SQLite thread.
+    async fn put_step(&self, ctx: &RequestContext, batch: StepBatch) -> Result<()> {
+        self.store("put_step", ctx, batch).await
     }
 
     async fn get(
@@ -284,18 +471,19 @@ impl Checkpointer for SqliteCheckpointer {
     }
 
     async fn delete_thread(&self, ctx: &RequestContext, thread: &ThreadId) -> Result<()> {
+        use sqlx::Arguments as _;
         let p = &self.p;
-        let mut tx = self.pool.begin().await.map_err(db_err("delete"))?;
-        for table in ["checkpoint_writes", "checkpoints"] {
-            sqlx::query(&format!(
-                "DELETE FROM {p}{table} WHERE tenant = ? AND thread = ?"
-            ))
-            .bind(ctx.tenant().as_str())
-            .bind(thread.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("delete"))?;
+        let sql = format!(
+            "BEGIN IMMEDIATE; DELETE FROM {p}checkpoint_writes WHERE tenant = ? AND thread = ?; \
+             DELETE FROM {p}checkpoints WHERE tenant = ? AND thread = ?; COMMIT;"
+        );
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        for _ in 0..2 {
+            args.add(ctx.tenant().as_str())
+                .map_err(|e| db_err("delete")(sqlx::Error::Encode(e)))?;
+            args.add(thread.as_str())
+                .map_err(|e| db_err("delete")(sqlx::Error::Encode(e)))?;
         }
-        tx.commit().await.map_err(db_err("delete"))
+        self.write("delete", &sql, args).await
     }
 }

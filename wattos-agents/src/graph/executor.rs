@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicUsize;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wattos_core::checkpoint::{
-    Checkpoint, CheckpointId, CheckpointSource, Checkpointer, PendingWrite, StateBlob, TaskRecord,
-    ThreadId, WriteKind,
+    Checkpoint, CheckpointId, CheckpointSource, CheckpointWrites, Checkpointer, PendingWrite,
+    StateBlob, StepBatch, TaskRecord, ThreadId, WriteKind,
 };
 use wattos_core::{Error, RequestContext, Result};
 
@@ -48,6 +48,16 @@ struct OutputRecord<S: State> {
     goto: Option<Vec<RouteRecord>>,
 }
 
+/// [`OutputRecord`] by reference: a pending write encodes the task's update without copying it.
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct OutputRecordRef<'a, S: State> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update: Option<&'a S::Update>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goto: Option<Vec<RouteRecord>>,
+}
+
 fn output_to_record<S: State>(out: &NodeOutput<S>) -> Result<Vec<u8>> {
     let goto = match &out.goto {
         None => None,
@@ -69,8 +79,8 @@ fn output_to_record<S: State>(out: &NodeOutput<S>) -> Result<Vec<u8>> {
         ),
     };
     encode(
-        &OutputRecord::<S> {
-            update: out.update.clone(),
+        &OutputRecordRef::<S> {
+            update: out.update.as_ref(),
             goto,
         },
         "task output",
@@ -221,22 +231,87 @@ pub(crate) fn pending_interrupts(writes: &[PendingWrite]) -> Result<Vec<Interrup
     Ok(pending)
 }
 
-/// Stores checkpoints in the background, in order, batching what queues up ([`Durability::Async`]).
+/// What the background writer stores.
+enum Entry {
+    Writes(CheckpointWrites),
+    Checkpoint(Checkpoint),
+}
+
+/// One message to the writer: something to store, and/or a request to be told when everything sent
+/// so far (this message included) is committed.
+struct Msg {
+    entry: Option<Entry>,
+    ack: Option<tokio::sync::oneshot::Sender<Result<()>>>,
+}
+
+/// Entries the writer's queue holds before a sender waits (back-pressure on a run that outpaces its
+/// store).
+const WRITER_QUEUE: usize = 1024;
+/// Most entries group-committed in one [`Checkpointer::put_step`].
+const WRITER_MAX_BATCH: usize = 2048;
+const WRITER_STOPPED: &str = "checkpoint writer stopped";
+
+fn writer_stopped() -> Error {
+    Error::unavailable(WRITER_STOPPED)
+}
+
+fn add_entry(batch: &mut StepBatch, entry: Entry) {
+    match entry {
+        Entry::Checkpoint(c) => batch.checkpoints.push(c),
+        Entry::Writes(w) => match batch.writes.last_mut() {
+            Some(last) if last.checkpoint == w.checkpoint && last.thread == w.thread => {
+                last.writes.extend(w.writes);
+            }
+            _ => batch.writes.push(w),
+        },
+    }
+}
+
+/// Stores checkpoints and pending writes in the background, in order, with group commit: whatever
+/// queued up while one batch was being stored goes into the next [`Checkpointer::put_step`] (one
+/// transaction). The queue is bounded ([`WRITER_QUEUE`]): a sender waits while it is full.
 struct Writer {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<Checkpoint>>,
+    tx: Option<tokio::sync::mpsc::Sender<Msg>>,
     handle: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 impl Writer {
     fn spawn(cp: Arc<dyn Checkpointer>, ctx: RequestContext) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Checkpoint>();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(WRITER_QUEUE);
         let handle = tokio::spawn(async move {
+            let mut acks = Vec::new();
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
+                let mut batch = StepBatch::default();
+                let mut entries = 0;
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    if let Some(e) = msg.entry {
+                        add_entry(&mut batch, e);
+                        entries += 1;
+                    }
+                    acks.extend(msg.ack);
+                    if entries < WRITER_MAX_BATCH {
+                        next = rx.try_recv().ok();
+                    }
                 }
-                cp.put_batch(&ctx, batch).await?;
+                let stored = if batch.is_empty() {
+                    Ok(())
+                } else {
+                    cp.put_step(&ctx, batch).await
+                };
+                match stored {
+                    Ok(()) => {
+                        for a in acks.drain(..) {
+                            a.send(Ok(())).ok();
+                        }
+                    }
+                    Err(e) => {
+                        for a in acks.drain(..) {
+                            a.send(Err(Error::new(e.kind(), e.message()))).ok();
+                        }
+                        return Err(e);
+                    }
+                }
             }
             Ok(())
         });
@@ -246,11 +321,8 @@ impl Writer {
         }
     }
 
-    fn send(&mut self, c: Checkpoint) -> Result<()> {
-        match &self.tx {
-            Some(tx) if tx.send(c).is_ok() => Ok(()),
-            _ => Err(Error::unavailable("checkpoint writer stopped")),
-        }
+    fn sender(&self) -> Result<tokio::sync::mpsc::Sender<Msg>> {
+        self.tx.clone().ok_or_else(writer_stopped)
     }
 
     /// Waits until everything sent is stored; later sends start a new writer.
@@ -274,6 +346,8 @@ impl Drop for Writer {
 
 struct Run<'a, S: State> {
     writer: Option<Writer>,
+    /// Entries were sent to the writer that no caller has waited for yet.
+    unacked: bool,
     g: &'a GraphInner<S>,
     ctx: &'a RequestContext,
     persist: Option<(&'a Arc<dyn Checkpointer>, ThreadId)>,
@@ -312,6 +386,7 @@ pub(crate) async fn run<S: State>(
     };
     let mut run = Run {
         writer: None,
+        unacked: false,
         g,
         ctx,
         persist,
@@ -353,9 +428,15 @@ pub(crate) async fn run<S: State>(
     }
     let result = run.run_loop().await;
     let flushed = run.flush().await;
-    let outcome = result?;
-    flushed?;
-    Ok(outcome)
+    match (result, flushed) {
+        // The step saw only that the writer stopped; the writer's own error says why.
+        (Err(e), Err(f)) if e.message() == WRITER_STOPPED => Err(f),
+        (result, flushed) => {
+            let outcome = result?;
+            flushed?;
+            Ok(outcome)
+        }
+    }
 }
 
 impl<S: State> Run<'_, S> {
@@ -523,20 +604,68 @@ impl<S: State> Run<'_, S> {
         let id = c.id;
         let step = c.step;
         if self.g.options.durability == Durability::Async && source == CheckpointSource::Loop {
-            let ctx = self.ctx.clone();
-            self.writer
-                .get_or_insert_with(|| Writer::spawn(cp.clone(), ctx))
-                .send(c)?;
+            self.enqueue(&cp, Entry::Checkpoint(c)).await?;
         } else {
-            self.flush().await?;
-            cp.put(self.ctx, c).await?;
+            self.store(&cp, Entry::Checkpoint(c)).await?;
         }
         self.checkpoint = Some(id);
         self.emit(|| Event::Checkpoint { step, id });
         Ok(())
     }
 
+    /// The running writer's queue, starting a writer when there is none.
+    fn writer_sender(
+        &mut self,
+        cp: &Arc<dyn Checkpointer>,
+    ) -> Result<tokio::sync::mpsc::Sender<Msg>> {
+        let ctx = self.ctx;
+        self.writer
+            .get_or_insert_with(|| Writer::spawn(cp.clone(), ctx.clone()))
+            .sender()
+    }
+
+    /// Queues `entry` for the writer without waiting for it to be stored (asynchronous durability).
+    async fn enqueue(&mut self, cp: &Arc<dyn Checkpointer>, entry: Entry) -> Result<()> {
+        let tx = self.writer_sender(cp)?;
+        self.unacked = true;
+        tx.send(Msg {
+            entry: Some(entry),
+            ack: None,
+        })
+        .await
+        .map_err(|_| writer_stopped())
+    }
+
+    /// Stores `entry` and returns once it is committed, together with everything queued before it
+    /// (one transaction when the writer has not picked those up yet).
+    async fn store(&mut self, cp: &Arc<dyn Checkpointer>, entry: Entry) -> Result<()> {
+        if !self.unacked {
+            // Nothing in flight: store directly, without a hop through the writer task.
+            let mut batch = StepBatch::default();
+            add_entry(&mut batch, entry);
+            return cp.put_step(self.ctx, batch).await;
+        }
+        let tx = self.writer_sender(cp)?;
+        let (ack, done) = tokio::sync::oneshot::channel();
+        tx.send(Msg {
+            entry: Some(entry),
+            ack: Some(ack),
+        })
+        .await
+        .map_err(|_| writer_stopped())?;
+        match done.await {
+            Ok(stored) => {
+                stored?;
+                self.unacked = false;
+                Ok(())
+            }
+            // The writer failed before it got to this entry: its error comes from `flush`.
+            Err(_) => self.flush().await.and(Err(writer_stopped())),
+        }
+    }
+
     async fn flush(&mut self) -> Result<()> {
+        self.unacked = false;
         match self.writer.take() {
             Some(mut w) => w.flush().await,
             None => Ok(()),
@@ -544,9 +673,13 @@ impl<S: State> Run<'_, S> {
     }
 
     async fn write(&mut self, writes: Vec<PendingWrite>) -> Result<()> {
-        self.flush().await?;
-        if let (Some((cp, thread)), Some(id)) = (&self.persist, self.checkpoint) {
-            cp.put_writes(self.ctx, thread, id, writes).await?;
+        if let (Some((cp, thread)), Some(id)) = (self.persist.clone(), self.checkpoint) {
+            let entry = Entry::Writes(CheckpointWrites {
+                thread,
+                checkpoint: id,
+                writes,
+            });
+            self.store(&cp, entry).await?;
         }
         Ok(())
     }
@@ -687,6 +820,18 @@ impl<S: State> Run<'_, S> {
                 .filter(|&i| !self.done.contains_key(&self.tasks[i].id))
                 .collect();
             let parallel_persist = pending.len() > 1 && self.persist.is_some();
+            // In a parallel step, each finished task's output goes to the writer at once (so a crash
+            // or a failing sibling does not make it run again); it is committed with whatever else is
+            // queued, at the latest together with the step's checkpoint.
+            let branch_writer = match (&self.persist, self.checkpoint) {
+                (Some((cp, thread)), Some(checkpoint)) if parallel_persist => {
+                    let cp = (*cp).clone();
+                    let thread = thread.clone();
+                    self.unacked = true;
+                    Some((self.writer_sender(&cp)?, thread, checkpoint))
+                }
+                _ => None,
+            };
             let mut futures = Vec::with_capacity(pending.len());
             for &i in &pending {
                 let task = &self.tasks[i];
@@ -696,26 +841,28 @@ impl<S: State> Run<'_, S> {
                     .ok_or_else(|| Error::internal("START cannot run"))?;
                 let nctx = self.task_context(task);
                 let fut = node.run(self.task_state(task), nctx.clone());
-                let saver = if parallel_persist {
-                    self.persist
-                        .as_ref()
-                        .zip(self.checkpoint)
-                        .map(|((cp, t), c)| ((*cp).clone(), t.clone(), c, task.id.clone()))
-                } else {
-                    None
-                };
-                let ctx = self.ctx;
+                let saver = branch_writer
+                    .as_ref()
+                    .map(|(tx, t, c)| (tx.clone(), t.clone(), *c, task.id.clone()));
                 futures.push(async move {
                     let out = fut.await;
-                    // In a parallel step, save each finished task at once so a crash or a failing
-                    // sibling does not make it run again.
-                    if let (Ok(o), Some((cp, thread, checkpoint, task_id))) = (&out, saver) {
-                        let w = PendingWrite {
+                    if let (Ok(o), Some((tx, thread, checkpoint, task_id))) = (&out, saver) {
+                        let writes = vec![PendingWrite {
                             task_id,
                             kind: WriteKind::Output,
                             payload: output_to_record(o)?,
-                        };
-                        cp.put_writes(ctx, &thread, checkpoint, vec![w]).await?;
+                        }];
+                        let entry = Entry::Writes(CheckpointWrites {
+                            thread,
+                            checkpoint,
+                            writes,
+                        });
+                        tx.send(Msg {
+                            entry: Some(entry),
+                            ack: None,
+                        })
+                        .await
+                        .map_err(|_| writer_stopped())?;
                     }
                     Ok::<_, Error>((nctx, out))
                 });
