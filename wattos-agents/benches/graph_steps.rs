@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wattos_agents::checkpoint::{InMemoryCheckpointer, PostgresCheckpointer, SqliteCheckpointer};
+use wattos_agents::checkpoint::{
+    InMemoryCheckpointer, PostgresCheckpointer, SqliteCheckpointer, SqliteOptions,
+    SqliteSynchronous,
+};
 use wattos_agents::{
     CompileOptions, CompiledGraph, Durability, END, NodeContext, NodeOutput, RunConfig, START,
     StateGraph, Sum, graph_state,
@@ -97,7 +100,11 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("wattos-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let sqlite = rt
-        .block_on(SqliteCheckpointer::open(dir.join("bench.db")))
+        .block_on(SqliteCheckpointer::open_with(
+            dir.join("bench.db"),
+            // NORMAL, as before issue #25 made FULL the default (see `benches/durability.rs` for both).
+            SqliteOptions::default().synchronous(SqliteSynchronous::Normal),
+        ))
         .expect("sqlite");
     let sqlite: Arc<dyn Checkpointer> = Arc::new(sqlite);
     for (name, durability) in [
