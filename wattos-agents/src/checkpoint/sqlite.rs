@@ -92,7 +92,7 @@ impl SqliteOptions {
 pub struct SqliteCheckpointer {
     pool: SqlitePool,
     writer: Arc<tokio::sync::Mutex<Writer>>,
-    shapes: Arc<StdMutex<HashMap<(usize, usize), Arc<str>>>>,
+    shapes: Arc<Shapes>,
     p: String,
     synchronous: SqliteSynchronous,
 }
@@ -105,6 +105,9 @@ impl std::fmt::Debug for SqliteCheckpointer {
             .finish_non_exhaustive()
     }
 }
+
+/// SQL text per batch shape (pending writes, checkpoints).
+type Shapes = StdMutex<HashMap<(usize, usize), Arc<str>>>;
 
 struct Writer {
     conn: SqliteConnection,

@@ -604,9 +604,9 @@ impl<S: State> Run<'_, S> {
         let id = c.id;
         let step = c.step;
         if self.g.options.durability == Durability::Async && source == CheckpointSource::Loop {
-            self.enqueue(&cp, Entry::Checkpoint(c)).await?;
+            self.enqueue(cp, Entry::Checkpoint(c)).await?;
         } else {
-            self.store(&cp, Entry::Checkpoint(c)).await?;
+            self.store(cp, Entry::Checkpoint(c)).await?;
         }
         self.checkpoint = Some(id);
         self.emit(|| Event::Checkpoint { step, id });
@@ -679,7 +679,7 @@ impl<S: State> Run<'_, S> {
                 checkpoint: id,
                 writes,
             });
-            self.store(&cp, entry).await?;
+            self.store(cp, entry).await?;
         }
         Ok(())
     }
