@@ -20,7 +20,12 @@
 //! skipped with a message when unreachable), `WATTOS_BENCH_RUNS` (timed runs, default 5),
 //! `WATTOS_BENCH_ONLY` (comma-separated store names: none, memory, sqlite-normal, sqlite-full,
 //! postgres), `LANGGRAPH_PYTHON`.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
