@@ -13,6 +13,52 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The most bytes of caller input an error message quotes (see [`quote`]).
+pub const MAX_QUOTE_BYTES: usize = 200;
+
+/// The most bytes an error message or field name keeps: whatever a caller sends, an error built
+/// from it stays small (a 1 MB model name does not come back in a 1 MB error body).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `input` cut to at most [`MAX_QUOTE_BYTES`] bytes (on a character boundary), with `…` appended
+/// when it was cut: what an error message may quote of caller input.
+///
+/// ```
+/// use wattos_core::error::quote;
+/// assert_eq!(quote("gpt-4o"), "gpt-4o");
+/// let long = "x".repeat(10_000);
+/// assert!(quote(&long).len() <= 200 + "…".len());
+/// ```
+pub fn quote(input: &str) -> std::borrow::Cow<'_, str> {
+    truncate(input, MAX_QUOTE_BYTES)
+}
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] bytes, as every [`Error`] message is: for error
+/// texts built outside [`Error`] (an HTTP layer's own rejections).
+pub fn bound_message(message: &str) -> std::borrow::Cow<'_, str> {
+    truncate(message, MAX_MESSAGE_BYTES)
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, `…` appended when cut.
+fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
+}
+
+/// Bounds an owned message in place (no copy when it is short already).
+fn bound(s: String, max: usize) -> String {
+    match truncate(&s, max) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(cut) => cut,
+    }
+}
+
 /// The class of an [`Error`]. Stable: the server turns it into an HTTP status and error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -130,7 +176,7 @@ impl Error {
         );
         Self {
             kind,
-            message: message.into(),
+            message: bound(message.into(), MAX_MESSAGE_BYTES),
             field: None,
             retry_after: None,
             retryable,
@@ -147,7 +193,7 @@ impl Error {
     /// Invalid input, naming the offending field (e.g. `messages[2].content`).
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::InvalidInput, message);
-        e.field = Some(field.into());
+        e.field = Some(bound(field.into(), MAX_QUOTE_BYTES));
         e
     }
 
@@ -261,7 +307,7 @@ impl Error {
 
     /// Names the input field at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.field = Some(bound(field.into(), MAX_QUOTE_BYTES));
         self
     }
 
@@ -398,6 +444,21 @@ mod tests {
                 .with_upstream("openai", Some(429))
                 .is_dependency_failure()
         );
+    }
+
+    #[test]
+    fn messages_and_fields_from_callers_stay_bounded() {
+        let huge = "é".repeat(500_000); // 1 MB of two-byte characters
+        let e = Error::invalid_field(huge.clone(), format!("unknown model `{huge}`"));
+        assert!(e.message().len() <= MAX_MESSAGE_BYTES + "…".len());
+        assert!(e.field().unwrap().len() <= MAX_QUOTE_BYTES + "…".len());
+        assert!(e.message().ends_with('…'));
+        let e = Error::not_found("x").with_field(huge.clone());
+        assert!(e.field().unwrap().len() <= MAX_QUOTE_BYTES + "…".len());
+        assert!(quote(&huge).len() <= MAX_QUOTE_BYTES + "…".len());
+        assert_eq!(quote("short"), "short");
+        // Short messages are kept whole.
+        assert_eq!(Error::invalid_input("bad").message(), "bad");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod checkpoint;
 pub mod config;
 mod context;
 pub mod embedding;
-mod error;
+pub mod error;
 pub mod health;
 pub mod llm;
 pub mod resilience;

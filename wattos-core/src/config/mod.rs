@@ -76,6 +76,8 @@ impl ConfigValue for Jitter {
     }
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
 /// HTTP server settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -85,6 +87,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Largest accepted request body in bytes. Default 10 MiB.
     pub body_limit_bytes: usize,
+    /// Longest time a client may take to send a request body. Bodies are received before the
+    /// request takes a concurrency slot, and one still arriving after this answers 408. Default 15 s.
+    pub body_read_timeout: Duration,
     /// Requests served at once before load shedding (503 + Retry-After). Default 512.
     pub max_concurrent_requests: usize,
     /// How long shutdown waits for in-flight requests and streams. Default 30 s.
@@ -99,6 +104,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(60),
             body_limit_bytes: 10 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(15),
             max_concurrent_requests: 512,
             shutdown_grace: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
@@ -348,19 +354,29 @@ impl Config {
             bind: r.or("server.bind", d.bind),
             request_timeout: r.or("server.request_timeout", d.request_timeout),
             body_limit_bytes: r.or("server.body_limit_bytes", d.body_limit_bytes),
+            body_read_timeout: r.or("server.body_read_timeout", d.body_read_timeout),
             max_concurrent_requests: r
                 .or("server.max_concurrent_requests", d.max_concurrent_requests),
             shutdown_grace: r.or("server.shutdown_grace", d.shutdown_grace),
             cors_allowed_origins: r.or("server.cors_allowed_origins", Vec::new()),
         };
-        if server.max_concurrent_requests == 0 {
-            r.problem("server.max_concurrent_requests", "must be at least 1");
+        if !(1..=1_000_000).contains(&server.max_concurrent_requests) {
+            r.problem("server.max_concurrent_requests", "must be 1..=1000000");
         }
-        if server.body_limit_bytes < 1024 {
-            r.problem("server.body_limit_bytes", "must be at least 1024");
+        if !(1024..=1 << 30).contains(&server.body_limit_bytes) {
+            r.problem(
+                "server.body_limit_bytes",
+                "must be 1024..=1073741824 (1 KiB to 1 GiB)",
+            );
         }
-        if server.request_timeout.is_zero() {
-            r.problem("server.request_timeout", "must be greater than zero");
+        for (key, value, max) in [
+            ("server.request_timeout", server.request_timeout, HOUR),
+            ("server.body_read_timeout", server.body_read_timeout, HOUR),
+            ("server.shutdown_grace", server.shutdown_grace, HOUR),
+        ] {
+            if value.is_zero() || value > max {
+                r.problem(key, "must be greater than zero and at most 1h");
+            }
         }
         for origin in &server.cors_allowed_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {

@@ -10,6 +10,10 @@ pub const HTTP_REQUEST_DURATION_MS: &str = "http_request_duration_ms";
 pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 /// Counter: requests shed because of `MAX_CONCURRENT_REQUESTS`.
 pub const HTTP_REQUESTS_SHED_TOTAL: &str = "http_requests_shed_total";
+/// Counter: requests whose handler panicked (answered 500; the server keeps serving).
+pub const HTTP_PANICS_TOTAL: &str = "http_panics_total";
+/// Counter: requests answered 408 because their body did not arrive within the read timeout.
+pub const HTTP_BODY_TIMEOUTS_TOTAL: &str = "http_body_timeouts_total";
 /// Counter: LLM calls by provider, model and outcome.
 pub const LLM_CALLS_TOTAL: &str = "llm_calls_total";
 /// Counter: LLM tokens by provider, model and direction (input/output/cached).
@@ -54,6 +58,14 @@ pub fn describe_all() {
     describe_counter!(
         HTTP_REQUESTS_SHED_TOTAL,
         "HTTP requests shed by the concurrency limit"
+    );
+    describe_counter!(
+        HTTP_PANICS_TOTAL,
+        "HTTP requests whose handler panicked (answered 500)"
+    );
+    describe_counter!(
+        HTTP_BODY_TIMEOUTS_TOTAL,
+        "HTTP requests whose body did not arrive within the read timeout (answered 408)"
     );
     describe_counter!(LLM_CALLS_TOTAL, "LLM calls");
     describe_counter!(LLM_TOKENS_TOTAL, "LLM tokens");

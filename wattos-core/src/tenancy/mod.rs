@@ -24,6 +24,7 @@ pub use permission::{Permission, PermissionSet};
 pub use role::{BuiltinRole, CustomRoles, effective_permissions};
 pub use tenant::{
     AgentSettings, Budgets, RagSettings, RateLimits, Retention, Tenant, TenantConfig, TenantStore,
+    limits,
 };
 
 #[cfg(test)]

@@ -149,37 +149,44 @@ impl TenantConfig {
     /// # Errors
     /// `invalid_input` naming the first bad field.
     pub fn validate(&self) -> Result<()> {
-        if self.allowed_models.iter().any(|m| m.trim().is_empty()) {
-            return Err(Error::invalid_field("allowed_models", "empty model name"));
-        }
-        if let Some(d) = &self.default_model
-            && !self.model_allowed(d)
-        {
-            return Err(Error::invalid_field(
-                "default_model",
-                "the default model must be one of allowed_models",
-            ));
-        }
-        let rl = &self.rate_limits;
-        for (field, v) in [
-            ("rate_limits.per_key_rpm", rl.per_key_rpm),
-            ("rate_limits.per_user_rpm", rl.per_user_rpm),
-            ("rate_limits.per_tenant_rpm", rl.per_tenant_rpm),
-            ("rate_limits.max_concurrent", rl.max_concurrent),
-        ] {
-            if v == Some(0) {
+        check_names("allowed_models", &self.allowed_models)?;
+        if let Some(d) = &self.default_model {
+            check_name("default_model", d)?;
+            if !self.model_allowed(d) {
                 return Err(Error::invalid_field(
-                    field,
-                    "must be at least 1 (omit for no limit)",
+                    "default_model",
+                    "the default model must be one of allowed_models",
                 ));
             }
         }
+        let rl = &self.rate_limits;
+        for (field, v, max) in [
+            ("rate_limits.per_key_rpm", rl.per_key_rpm, limits::MAX_RPM),
+            ("rate_limits.per_user_rpm", rl.per_user_rpm, limits::MAX_RPM),
+            ("rate_limits.per_tenant_rpm", rl.per_tenant_rpm, limits::MAX_RPM),
+            ("rate_limits.max_concurrent", rl.max_concurrent, limits::MAX_CONCURRENT),
+        ] {
+            if let Some(v) = v
+                && !(1..=max).contains(&v)
+            {
+                return Err(Error::invalid_field(
+                    field,
+                    format!("must be 1..={max} (omit for no limit)"),
+                ));
+            }
+        }
+        if rl.burst > limits::MAX_BURST {
+            return Err(Error::invalid_field(
+                "rate_limits.burst",
+                format!("must be 0..={}", limits::MAX_BURST),
+            ));
+        }
         if let Some(usd) = self.budgets.monthly_usd
-            && (!usd.is_finite() || usd < 0.0)
+            && !(usd.is_finite() && (0.0..=limits::MAX_BUDGET_USD).contains(&usd))
         {
             return Err(Error::invalid_field(
                 "budgets.monthly_usd",
-                "must be a non-negative number",
+                format!("must be a number in 0..={:e}", limits::MAX_BUDGET_USD),
             ));
         }
         if !(1..=1000).contains(&self.rag.default_top_k) {
@@ -194,20 +201,71 @@ impl TenantConfig {
                 "must be 1..=10000",
             ));
         }
-        if self.retention.data_days == Some(0) {
+        check_names(
+            "agents.approval_required_tools",
+            &self.agents.approval_required_tools,
+        )?;
+        if let Some(days) = self.retention.data_days
+            && !(1..=limits::MAX_RETENTION_DAYS).contains(&days)
+        {
             return Err(Error::invalid_field(
                 "retention.data_days",
-                "must be at least 1 (leave it out to keep conversations and runs)",
+                format!(
+                    "must be 1..={} (leave it out to keep conversations and runs)",
+                    limits::MAX_RETENTION_DAYS
+                ),
             ));
         }
-        if self.retention.audit_days < 30 {
+        if !(30..=limits::MAX_RETENTION_DAYS).contains(&self.retention.audit_days) {
             return Err(Error::invalid_field(
                 "retention.audit_days",
-                "must be at least 30",
+                format!("must be 30..={}", limits::MAX_RETENTION_DAYS),
             ));
         }
         self.roles.validate()
     }
+}
+
+/// The ranges [`TenantConfig::validate`] enforces. Every number a tenant admin can set has one, so
+/// no setting can drive the arithmetic that uses it (rate intervals, retention cut-offs) out of range.
+pub mod limits {
+    /// Largest requests-per-minute rate (about 16,700 per second).
+    pub const MAX_RPM: u32 = 1_000_000;
+    /// Largest burst above the steady rate.
+    pub const MAX_BURST: u32 = 1_000_000;
+    /// Largest per-tenant concurrency limit.
+    pub const MAX_CONCURRENT: u32 = 100_000;
+    /// Largest monthly budget in USD.
+    pub const MAX_BUDGET_USD: f64 = 1e12;
+    /// Longest retention in days (100 years).
+    pub const MAX_RETENTION_DAYS: u32 = 36_500;
+    /// Most entries in a list of names (allowed models, approval tools).
+    pub const MAX_NAMES: usize = 1_000;
+    /// Longest name (model, tool) in bytes.
+    pub const MAX_NAME_BYTES: usize = 256;
+}
+
+fn check_name(field: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid_field(field, "empty name"));
+    }
+    if name.len() > limits::MAX_NAME_BYTES {
+        return Err(Error::invalid_field(
+            field,
+            format!("names are at most {} bytes", limits::MAX_NAME_BYTES),
+        ));
+    }
+    Ok(())
+}
+
+fn check_names(field: &str, names: &[String]) -> Result<()> {
+    if names.len() > limits::MAX_NAMES {
+        return Err(Error::invalid_field(
+            field,
+            format!("at most {} entries", limits::MAX_NAMES),
+        ));
+    }
+    names.iter().try_for_each(|n| check_name(field, n))
 }
 
 /// The tenant registry and per-tenant configuration.
@@ -263,3 +321,56 @@ impl<T: TenantStore + ?Sized> TenantStore for Arc<T> {
 
 #[cfg(test)]
 fn _object_safe(_: Arc<dyn TenantStore>) {}
+
+#[cfg(test)]
+mod props {
+    //! Whatever JSON a tenant admin sends as configuration, parsing and validation answer with a
+    //! value or a typed `invalid_input` error naming a field, never a panic, and every
+    //! configuration that validates keeps each number inside the documented range (so the
+    //! arithmetic that uses it cannot overflow or divide by zero).
+
+    use proptest::prelude::*;
+
+    use super::{TenantConfig, limits};
+    use crate::ErrorKind;
+    use crate::test_utils::json::tenant_config;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn any_config_json_parses_and_validates_without_panicking(v in tenant_config()) {
+            let Ok(cfg) = serde_json::from_value::<TenantConfig>(v) else {
+                return Ok(());
+            };
+            match cfg.validate() {
+                Err(e) => {
+                    prop_assert_eq!(e.kind(), ErrorKind::InvalidInput);
+                    prop_assert!(e.field().is_some(), "{e}");
+                }
+                Ok(()) => {
+                    let rl = &cfg.rate_limits;
+                    let rates = [rl.per_key_rpm, rl.per_user_rpm, rl.per_tenant_rpm];
+                    for v in rates.into_iter().flatten() {
+                        prop_assert!((1..=limits::MAX_RPM).contains(&v));
+                        // The GCRA emission interval in µs is never zero.
+                        prop_assert!(60_000_000 / u64::from(v) >= 1);
+                    }
+                    prop_assert!(rl.burst <= limits::MAX_BURST);
+                    if let Some(c) = rl.max_concurrent {
+                        prop_assert!((1..=limits::MAX_CONCURRENT).contains(&c));
+                    }
+                    if let Some(usd) = cfg.budgets.monthly_usd {
+                        prop_assert!(usd.is_finite() && (0.0..=limits::MAX_BUDGET_USD).contains(&usd));
+                    }
+                    prop_assert!(cfg.retention.audit_days <= limits::MAX_RETENTION_DAYS);
+                    // A retention cut-off in ms never overflows.
+                    prop_assert!(i64::from(cfg.retention.audit_days).checked_mul(86_400_000).is_some());
+                    prop_assert!(
+                        cfg.allowed_models.iter().all(|m| m.len() <= limits::MAX_NAME_BYTES)
+                    );
+                }
+            }
+        }
+    }
+}

@@ -2,3 +2,5 @@
 
 pub mod chat;
 pub mod embed;
+pub mod fuzz;
+pub mod json;
