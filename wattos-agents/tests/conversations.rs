@@ -95,12 +95,21 @@ async fn conformance(store: Arc<dyn ConversationStore>, tenant: &str) {
     assert_eq!(msgs[2].request_id.as_deref(), Some("req-1"));
     assert_eq!(msgs[4].message, Message::assistant("Still works."));
 
-    // Isolation: another tenant cannot see it at all; another user is refused.
+    // Isolation: neither another tenant nor another user of the tenant can tell the thread exists:
+    // both get exactly what a missing id gets.
+    let absent = store.get(&alice, "no-such-thread").await.unwrap_err();
+    assert_eq!(absent.kind(), ErrorKind::NotFound);
     for (ctx, kind) in [
         (&other_tenant, ErrorKind::NotFound),
-        (&bob, ErrorKind::Forbidden),
+        (&bob, ErrorKind::NotFound),
     ] {
-        assert_eq!(store.get(ctx, &c.id).await.unwrap_err().kind(), kind);
+        let e = store.get(ctx, &c.id).await.unwrap_err();
+        assert_eq!(e.kind(), kind);
+        assert_eq!(
+            e.message(),
+            absent.message().replace("no-such-thread", &c.id),
+            "same message as a missing id"
+        );
         assert_eq!(store.messages(ctx, &c.id).await.unwrap_err().kind(), kind);
         let e = store
             .append(ctx, &c.id, vec![NewMessage::plain(Message::user("hi"))])

@@ -11,7 +11,8 @@ use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::middleware::{
-    REQUEST_ID_HEADER, http_metrics, load_shed, request_context, request_timeout,
+    BodyLimits, REQUEST_ID_HEADER, catch_panic, http_metrics, load_shed, receive_body,
+    request_context, request_timeout,
 };
 use crate::routes;
 use crate::state::AppState;
@@ -19,8 +20,9 @@ use wattos_core::tenancy::Permission;
 
 /// Builds the application router for `state`.
 ///
-/// Layers, outermost first: request id + trace context + access log, HTTP metrics, CORS (when origins
-/// are configured), load shedding, request timeout, body size limit.
+/// Layers, outermost first: request id + trace context + access log, HTTP metrics, panic recovery,
+/// CORS (when origins are configured), body receipt (size limit and read deadline, before a slot is
+/// taken), load shedding, request timeout, body size limit, JSON rejections.
 pub fn app(state: AppState) -> Router {
     app_with_routes(state, Router::new())
 }
@@ -40,10 +42,12 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
             .merge(crate::tenancy::admin::admin_routes(auth.clone()))
             .merge(crate::rag::routes(Some(auth)))
             .merge(crate::agents::routes(Some(auth)))
+            .merge(crate::memories::routes(Some(auth)))
             .layer(auth.layer()),
         None => gateway
             .merge(crate::rag::routes(None))
             .merge(crate::agents::routes(None))
+            .merge(crate::memories::routes(None))
             .merge(jobs)
             .layer(from_fn(crate::gateway::embedded_identity)),
     };
@@ -69,11 +73,19 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
         ))
         .layer(DefaultBodyLimit::max(server.body_limit_bytes))
         .layer(from_fn_with_state(server.request_timeout, request_timeout))
-        .layer(from_fn_with_state(slots, load_shed));
+        .layer(from_fn_with_state(slots, load_shed))
+        .layer(from_fn_with_state(
+            BodyLimits {
+                max_bytes: server.body_limit_bytes,
+                read_timeout: server.body_read_timeout,
+            },
+            receive_body,
+        ));
     if let Some(cors) = cors_layer(&server.cors_allowed_origins) {
         router = router.layer(cors);
     }
     router
+        .layer(from_fn(catch_panic))
         .layer(from_fn(http_metrics))
         .layer(from_fn(request_context))
         .with_state(state)

@@ -1,8 +1,15 @@
-//! The one place where [`wattos_core::Error`] becomes an HTTP response.
+//! The one place where [`wattos_core::Error`] becomes an HTTP response, per wire format.
 //!
-//! Every error body has OpenAI's shape, so official SDKs parse it:
-//! `{"error": {"message": "...", "type": "...", "param": null | "field", "code": "stable_code"}}`.
-//! Rate limits and unavailability carry `Retry-After`.
+//! Error bodies take the shape of the API the route belongs to ([`WireFormat`]), so official SDKs
+//! parse them whichever layer refused the request (authentication, rate limits, load shedding,
+//! timeouts, rejected bodies, panics, or the handler):
+//!
+//! * OpenAI (every route but Anthropic's):
+//!   `{"error": {"message": "...", "type": "...", "param": null | "field", "code": "stable_code"}}`
+//! * Anthropic (`/v1/messages`): `{"type": "error", "error": {"type": "...", "message": "..."}}`
+//!
+//! Rate limits and unavailability carry `Retry-After`. Messages are bounded (see
+//! [`wattos_core::error::MAX_MESSAGE_BYTES`]): caller input is never echoed at length.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -85,16 +92,20 @@ impl ApiError {
     }
 }
 
-/// The JSON body for `err` (internal details are replaced by a generic message).
-pub fn error_body(err: &Error) -> ErrorBody {
-    let message = if err.kind() == ErrorKind::Internal {
+/// The message a client sees for `err` (internal details are replaced by a generic message).
+fn public_message(err: &Error) -> String {
+    if err.kind() == ErrorKind::Internal {
         "internal server error".to_owned()
     } else {
         err.to_string()
-    };
+    }
+}
+
+/// The JSON body for `err` in OpenAI's shape (internal details are replaced by a generic message).
+pub fn error_body(err: &Error) -> ErrorBody {
     ErrorBody {
         error: ErrorObject {
-            message,
+            message: public_message(err),
             kind: type_for(err.kind()),
             param: err.field().map(str::to_owned),
             code: err.code(),
@@ -109,14 +120,133 @@ pub fn error_type(kind: ErrorKind) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let err = self.0;
-        let status = status_for(err.kind());
-        if status.is_server_error() && err.kind() == ErrorKind::Internal {
-            tracing::error!(error = ?err, "internal error");
+        error_response(WireFormat::OpenAi, &self.0)
+    }
+}
+
+/// The wire format of an API route, which decides the shape of its error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// OpenAI's error shape (the default for every route).
+    OpenAi,
+    /// Anthropic's error shape (`/v1/messages` and below).
+    Anthropic,
+}
+
+impl WireFormat {
+    /// The format of the route serving `path`.
+    pub fn for_path(path: &str) -> Self {
+        match path.strip_prefix("/v1/messages") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => Self::Anthropic,
+            _ => Self::OpenAi,
         }
-        let mut resp = (status, Json(error_body(&err))).into_response();
-        set_retry_after(&mut resp, &err);
-        resp
+    }
+}
+
+/// Anthropic's error `type` for a kind.
+pub fn anthropic_error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded | ErrorKind::Conflict => {
+            "invalid_request_error"
+        }
+        ErrorKind::Unauthenticated => "authentication_error",
+        ErrorKind::Forbidden => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RateLimited => "rate_limit_error",
+        ErrorKind::BudgetExceeded => "billing_error",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Unavailable => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// Anthropic's error body: `{"type":"error","error":{"type","message"}}`.
+pub fn anthropic_error_body(err: &Error) -> serde_json::Value {
+    serde_json::json!({
+        "type": "error",
+        "error": {"type": anthropic_error_type(err.kind()), "message": public_message(err)},
+    })
+}
+
+/// The response for `err` in `format`: status, body and `Retry-After`. Internal errors are
+/// logged here (their details never reach the body).
+pub fn error_response(format: WireFormat, err: &Error) -> Response {
+    let status = status_for(err.kind());
+    if status.is_server_error() && err.kind() == ErrorKind::Internal {
+        tracing::error!(error = ?err, "internal error");
+    }
+    let mut resp = match format {
+        WireFormat::OpenAi => (status, Json(error_body(err))).into_response(),
+        WireFormat::Anthropic => (status, Json(anthropic_error_body(err))).into_response(),
+    };
+    set_retry_after(&mut resp, err);
+    resp
+}
+
+/// 408 `request_timeout`: the request body did not arrive within `limit`.
+pub fn body_timeout(format: WireFormat, limit: std::time::Duration) -> Response {
+    let message = format!(
+        "The request body did not arrive within {} ms.",
+        limit.as_millis()
+    );
+    raw_error(
+        format,
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "invalid_request_error",
+        message,
+    )
+}
+
+/// 413 `payload_too_large`: the request body is larger than `limit` bytes.
+pub fn payload_too_large(format: WireFormat, limit: usize) -> Response {
+    raw_error(
+        format,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "invalid_request_error",
+        format!("The request body is larger than the limit of {limit} bytes."),
+    )
+}
+
+/// An error raised by the HTTP layer itself (not a [`wattos_core::Error`]: malformed HTTP), with
+/// its own status and stable `code`, in `format`'s shape.
+pub fn raw_error(
+    format: WireFormat,
+    status: StatusCode,
+    code: &'static str,
+    kind: &'static str,
+    message: String,
+) -> Response {
+    let message = wattos_core::error::bound_message(&message).into_owned();
+    match format {
+        WireFormat::OpenAi => (
+            status,
+            Json(ErrorBody {
+                error: ErrorObject {
+                    message,
+                    kind,
+                    param: None,
+                    code,
+                },
+            }),
+        )
+            .into_response(),
+        WireFormat::Anthropic => {
+            let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "request_too_large"
+            } else {
+                kind
+            };
+            (
+                status,
+                Json(serde_json::json!({
+                    "type": "error",
+                    "error": {"type": kind, "message": message},
+                })),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -168,6 +298,22 @@ mod tests {
         for (kind, status) in expected {
             assert_eq!(status_for(kind).as_u16(), status, "{kind}");
         }
+    }
+
+    #[test]
+    fn wire_format_follows_the_route() {
+        assert_eq!(WireFormat::for_path("/v1/messages"), WireFormat::Anthropic);
+        assert_eq!(
+            WireFormat::for_path("/v1/messages/count_tokens"),
+            WireFormat::Anthropic
+        );
+        assert_eq!(WireFormat::for_path("/v1/messagesx"), WireFormat::OpenAi);
+        assert_eq!(
+            WireFormat::for_path("/v1/chat/completions"),
+            WireFormat::OpenAi
+        );
+        let resp = error_response(WireFormat::Anthropic, &Error::unauthenticated("bad key"));
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

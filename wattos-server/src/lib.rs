@@ -29,6 +29,8 @@ pub mod conversations;
 pub mod dbpool;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod jobs;
 pub mod middleware;

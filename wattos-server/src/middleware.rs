@@ -1,5 +1,6 @@
-//! Cross-cutting HTTP middleware: request ids and trace context, access logs, HTTP metrics, load
-//! shedding and per-request timeouts. All of them answer with the JSON error shape of [`crate::error`].
+//! Cross-cutting HTTP middleware: request ids and trace context, access logs, HTTP metrics, panic
+//! recovery, body read deadlines, load shedding and per-request timeouts. All of them answer with
+//! the JSON error shape of the route's API ([`crate::error::WireFormat`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,13 +8,13 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wattos_core::telemetry::names;
 use wattos_core::{Error, RequestId, TraceContext};
 
-use crate::error::ApiError;
+use crate::error::{WireFormat, error_response};
 
 /// Header carrying the request id in both directions.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -121,11 +122,11 @@ pub async fn load_shed(State(slots): State<Arc<Semaphore>>, req: Request, next: 
         }
         Err(_) => {
             metrics::counter!(names::HTTP_REQUESTS_SHED_TOTAL).increment(1);
-            ApiError(
-                Error::unavailable("server is at its concurrent request limit")
+            error_response(
+                WireFormat::for_path(req.uri().path()),
+                &Error::unavailable("server is at its concurrent request limit")
                     .with_retry_after(Duration::from_secs(1)),
             )
-            .into_response()
         }
     }
 }
@@ -136,8 +137,102 @@ pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: 
     if is_operational(req.uri().path()) {
         return next.run(req).await;
     }
+    let format = WireFormat::for_path(req.uri().path());
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => ApiError(Error::timeout("request", limit)).into_response(),
+        Err(_) => error_response(format, &Error::timeout("request", limit)),
+    }
+}
+
+/// Settings of [`receive_body`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body in bytes (413 beyond).
+    pub max_bytes: usize,
+    /// Longest time to receive it (408 beyond).
+    pub read_timeout: Duration,
+}
+
+/// Receives the whole request body, within [`BodyLimits::read_timeout`], before the request goes
+/// on to load shedding: a client trickling its body holds a connection, never one of the server's
+/// concurrency slots, and is answered 408 when the deadline passes. Bodies are bounded by
+/// [`BodyLimits::max_bytes`] (413), as every route would bound them anyway, and a non-empty body
+/// must be declared JSON (or multipart for uploads): 415 otherwise, as OpenAI's API answers.
+pub async fn receive_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    use axum::body::HttpBody as _;
+    if is_operational(req.uri().path()) || req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let format = WireFormat::for_path(req.uri().path());
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, limits.max_bytes);
+    let bytes = match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            // Over the limit (or the client went away mid-body).
+            return crate::error::payload_too_large(format, limits.max_bytes);
+        }
+        Err(_) => {
+            metrics::counter!(names::HTTP_BODY_TIMEOUTS_TOTAL).increment(1);
+            return crate::error::body_timeout(format, limits.read_timeout);
+        }
+    };
+    if !bytes.is_empty() && !is_accepted_body_type(&parts.headers) {
+        return crate::error::raw_error(
+            format,
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "invalid_request_error",
+            "Send the body as JSON with `Content-Type: application/json` \
+             (file uploads: `multipart/form-data`)."
+                .to_owned(),
+        );
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Whether a request body's declared type is one the API reads: JSON (`application/json`,
+/// `application/*+json`) or, for file uploads, `multipart/form-data`.
+fn is_accepted_body_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        || essence == "multipart/form-data"
+}
+
+/// Turns a panic in the handling of a request into a 500 error in the route's wire format, logs it
+/// at ERROR (inside the request's span, so with its request id) and counts `http_panics_total`.
+/// The connection, the other requests and every shared state (all locks recover from poisoning)
+/// keep working.
+pub async fn catch_panic(req: Request, next: Next) -> Response {
+    use futures::FutureExt as _;
+    let format = WireFormat::for_path(req.uri().path());
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            metrics::counter!(names::HTTP_PANICS_TOTAL).increment(1);
+            tracing::error!(panic = %wattos_core::error::quote(&what), "request handler panicked");
+            error_response(format, &Error::internal("request handler panicked"))
+        }
     }
 }

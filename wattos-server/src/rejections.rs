@@ -1,5 +1,5 @@
 //! Turns axum's plain-text rejections (body too large, bad JSON, missing content type, bad query
-//! string, bad path parameter) into error bodies of the server's one JSON shape, with stable codes:
+//! string, bad path parameter) into JSON error bodies in the route's wire format, with stable codes:
 //!
 //! | status | code |
 //! |---|---|
@@ -11,13 +11,12 @@
 //! Responses that already carry a content type other than plain text (every handler error, SSE)
 //! pass through untouched.
 
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use crate::error::{ErrorBody, ErrorObject};
+use crate::error::{WireFormat, raw_error};
 
 /// Longest rejection text kept in the message.
 const MAX_TEXT: usize = 4096;
@@ -35,6 +34,7 @@ fn is_plain_or_missing(resp: &Response) -> bool {
 /// Middleware: re-renders plain-text 400/413/415/422 responses as JSON errors. The state is the
 /// body limit in bytes (named in the 413 message).
 pub async fn json_rejections(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let format = WireFormat::for_path(req.uri().path());
     let resp = next.run(req).await;
     let status = resp.status();
     let (code, kind) = match status {
@@ -66,18 +66,7 @@ pub async fn json_rejections(State(limit): State<usize>, req: Request, next: Nex
             .to_owned(),
         _ => text,
     };
-    let mut out = (
-        status,
-        Json(ErrorBody {
-            error: ErrorObject {
-                message,
-                kind,
-                param: None,
-                code,
-            },
-        }),
-    )
-        .into_response();
+    let mut out = raw_error(format, status, code, kind, message);
     // Keep the request id and the like; the body and its headers are new.
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

@@ -170,6 +170,89 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi;
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::conversations::ConversationsDoc::openapi());
+    doc.merge(crate::memories::MemoriesDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document_layer_statuses(&mut doc);
     Json(doc)
+}
+
+/// Adds to every API operation the statuses that the layers in front of every handler can answer
+/// with (see [`crate::app::app`]), so clients and fuzzers find each one documented: 401, 403 and 429
+/// (authentication, permissions and tenant limits, when authentication is on), 500 (a caught
+/// panic), 503 (load shedding) and 504 (request timeout) everywhere under `/v1/`; 408 (body read
+/// timeout), 413 (body too large) and 415 (not JSON) where the operation takes a body. A status an
+/// operation documents itself is kept.
+fn document_layer_statuses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for (path, item) in &mut doc.paths.paths {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let format = crate::error::WireFormat::for_path(path);
+        let ops = [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.patch.as_mut(),
+        ];
+        for op in ops.into_iter().flatten() {
+            let mut statuses = vec![
+                (
+                    "401",
+                    "Missing or invalid credentials (when the server requires authentication)",
+                ),
+                (
+                    "403",
+                    "The credentials lack the permission this operation needs",
+                ),
+                (
+                    "429",
+                    "A rate or concurrency limit of the caller's tenant (`Retry-After`)",
+                ),
+                ("500", "Internal error (the handler failed or panicked)"),
+                (
+                    "503",
+                    "Overloaded: the server is at its concurrent request limit (`Retry-After`)",
+                ),
+                (
+                    "504",
+                    "The response did not start within the request timeout",
+                ),
+            ];
+            if op.request_body.is_some() {
+                statuses.extend([
+                    (
+                        "408",
+                        "The request body did not arrive within the body read timeout",
+                    ),
+                    ("413", "The request body is larger than the body limit"),
+                    (
+                        "415",
+                        "The body is not sent as `application/json` (or multipart where documented)",
+                    ),
+                ]);
+            }
+            for (status, description) in statuses {
+                if op.responses.responses.contains_key(status) {
+                    continue;
+                }
+                let content = match format {
+                    crate::error::WireFormat::OpenAi => ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                    crate::error::WireFormat::Anthropic => ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::schema::Object::new()))
+                        .build(),
+                };
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", content)
+                    .build();
+                op.responses
+                    .responses
+                    .insert(status.to_owned(), response.into());
+            }
+        }
+    }
 }

@@ -289,6 +289,28 @@ async fn sqlite_store_conformance() {
     conformance(sqlite().await).await;
 }
 
+/// A row edited to a value of the wrong type (SQLite keeps whatever is written) is a broken chain
+/// at that row, not a failed verification (it answered 500 before).
+#[tokio::test]
+async fn verify_reports_a_malformed_row_as_a_break() {
+    let store = sqlite().await;
+    for n in 1..=4 {
+        store.append(event("m", "x", n)).await.unwrap();
+    }
+    sqlx::query("UPDATE audit_log SET time_ms = 'not a number' WHERE tenant_id = 'm' AND seq = 3")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let r = store
+        .verify(&tid("m"))
+        .await
+        .expect("a report, not an error");
+    assert!(!r.valid);
+    assert_eq!(r.broken_at, Some(3));
+    assert!(r.reason.unwrap().contains("cannot be read"));
+    assert_eq!(r.checked, 3);
+}
+
 #[tokio::test]
 async fn sqlite_in_memory_store_works() {
     let store = SqlStore::connect("sqlite::memory:").await.unwrap();

@@ -6,8 +6,8 @@
 //! `sqlite`) or Postgres (shared, feature `postgres`).
 //!
 //! **Access:** a thread belongs to the tenant and the principal (`subject`) that created it. Another
-//! tenant gets `NotFound` (existence is not revealed across tenants); another user of the same
-//! tenant gets `Forbidden`; [`PrincipalKind::System`] principals (retention jobs, embedded use) may
+//! tenant and another user of the same tenant both get `NotFound`, with the same message as for an
+//! id that does not exist (existence is revealed to no one but the owner); [`PrincipalKind::System`] principals (retention jobs, embedded use) may
 //! act on every thread of their tenant.
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -178,7 +178,7 @@ pub trait ConversationStore: Send + Sync {
     /// One thread.
     ///
     /// # Errors
-    /// `NotFound` (no such thread in the tenant), `Forbidden` (another user's).
+    /// `NotFound` (no such thread in the tenant, or another user's).
     async fn get(&self, ctx: &RequestContext, id: &str) -> Result<Conversation>;
 
     /// The caller's threads, most recently updated first.
@@ -240,15 +240,20 @@ pub(crate) fn check_title(title: &str) -> Result<String> {
     Ok(t.to_owned())
 }
 
-/// Whether the caller may act on a thread owned by `owner` (tenant already matched).
-pub(crate) fn check_owner(ctx: &RequestContext, owner: &str) -> Result<()> {
+/// The error for a thread `id` the caller cannot see: the same whether it does not exist or belongs
+/// to someone else, so neither its existence nor its owner leaks.
+pub(crate) fn missing(id: &str) -> Error {
+    Error::not_found(format!("conversation {:?}", wattos_core::error::quote(id)))
+}
+
+/// Whether the caller may act on thread `id` owned by `owner` (tenant already matched); another
+/// user's thread is [`missing`], exactly like one that does not exist.
+pub(crate) fn check_owner(ctx: &RequestContext, owner: &str, id: &str) -> Result<()> {
     let p = ctx.principal();
     if p.kind == PrincipalKind::System || p.subject == owner {
         Ok(())
     } else {
-        Err(Error::forbidden(
-            "this conversation belongs to another user",
-        ))
+        Err(missing(id))
     }
 }
 

@@ -10,7 +10,7 @@ use wattos_core::{Error, RequestContext, Result};
 
 use super::{
     Conversation, ConversationStore, ListOptions, NewConversation, NewMessage, StoredMessage,
-    check_owner, check_title, now_ms,
+    check_owner, check_title, missing, now_ms,
 };
 use crate::checkpoint::sql::check_ident;
 
@@ -201,8 +201,8 @@ impl SqlConversationStore {
                 None => None,
             }
         });
-        let conv = conv.ok_or_else(|| Error::not_found(format!("conversation {id:?}")))?;
-        check_owner(ctx, &conv.owner)?;
+        let conv = conv.ok_or_else(|| missing(id))?;
+        check_owner(ctx, &conv.owner, id)?;
         Ok(conv)
     }
 }
@@ -383,7 +383,7 @@ impl ConversationStore for SqlConversationStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err("append"))?
-                .ok_or_else(|| Error::not_found(format!("conversation {id:?}")))?;
+                .ok_or_else(|| missing(id))?;
             let conv = conversation_of!(&row);
             let first = to_i64(conv.message_count) - n;
             for (i, (m, text)) in messages.iter().zip(&encoded).enumerate() {

@@ -6,7 +6,7 @@
 //! (never in the database) means a stolen database alone cannot even confirm a guessed key.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -176,14 +176,18 @@ impl ApiKeyAuthenticator {
 
     /// Drops a cached record (after revocation in this process).
     pub fn invalidate(&self, id: &str) {
-        if let Ok(mut c) = self.cache.write() {
-            c.remove(id);
-        }
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
     }
 
     async fn record(&self, id: &str) -> Result<Option<Arc<ApiKeyRecord>>> {
-        if let Ok(c) = self.cache.read()
-            && let Some((rec, at)) = c.get(id)
+        if let Some((rec, at)) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
             && at.elapsed() < self.cache_ttl
         {
             super::service::cache_op("api_key", "hit");
@@ -194,13 +198,14 @@ impl ApiKeyAuthenticator {
             return Ok(None);
         };
         let rec = Arc::new(rec);
-        if let Ok(mut c) = self.cache.write() {
+        {
+            let mut c = self.cache.write().unwrap_or_else(PoisonError::into_inner);
             if c.len() >= CACHE_MAX {
                 c.clear();
             }
             c.insert(id.to_owned(), (rec.clone(), Instant::now()));
-            super::service::cache_op("api_key", "set");
         }
+        super::service::cache_op("api_key", "set");
         Ok(Some(rec))
     }
 
@@ -210,16 +215,20 @@ impl ApiKeyAuthenticator {
     /// # Errors
     /// The store's error; the batch is kept for the next try.
     pub async fn flush_last_used(&self) -> Result<()> {
-        let batch: Vec<(String, i64)> = match self.last_used.lock() {
-            Ok(mut m) => m.drain().collect(),
-            Err(_) => return Ok(()),
-        };
+        let batch: Vec<(String, i64)> = self
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
         if let Err(e) = self.store.touch(&batch).await {
-            if let Ok(mut m) = self.last_used.lock() {
-                for (id, at) in batch {
-                    let slot = m.entry(id).or_insert(at);
-                    *slot = (*slot).max(at);
-                }
+            let mut m = self
+                .last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (id, at) in batch {
+                let slot = m.entry(id).or_insert(at);
+                *slot = (*slot).max(at);
             }
             return Err(e);
         }
@@ -267,9 +276,10 @@ impl Authenticator for ApiKeyAuthenticator {
         if !rec.is_active(now) {
             return Err(Error::unauthenticated("API key expired"));
         }
-        if let Ok(mut m) = self.last_used.lock() {
-            m.insert(rec.id.clone(), now);
-        }
+        self.last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(rec.id.clone(), now);
         Ok(Identity {
             tenant: TenantId::clone(&rec.tenant),
             principal: Principal {
@@ -280,7 +290,7 @@ impl Authenticator for ApiKeyAuthenticator {
             expires_at: rec
                 .expires_at_ms
                 .and_then(|ms| u64::try_from(ms).ok())
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+                .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
             credential_id: Some(rec.id.clone()),
         })
     }

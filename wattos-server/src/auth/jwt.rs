@@ -8,7 +8,7 @@
 //! revocation by `jti` is checked on every request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -110,6 +110,10 @@ struct Claims {
     jti: Option<String>,
     exp: u64,
 }
+
+/// The latest `exp` accepted, in unix seconds (9999-12-31T23:59:59Z). Tokens and revocations with
+/// a later one are refused: such values are no real expiry and overflow time arithmetic.
+pub const MAX_EXP_SECS: u64 = 253_402_300_799;
 
 /// The revocation-store id of a token: scoped by tenant so one tenant cannot revoke another's.
 pub fn token_revocation_id(tenant: &TenantId, jti: &str) -> String {
@@ -244,7 +248,7 @@ impl JwtAuthenticator {
                 .map(|(_, k)| k.clone())
         };
         {
-            let state = self.jwks.read().map_err(|_| invalid())?;
+            let state = self.jwks.read().unwrap_or_else(PoisonError::into_inner);
             let fresh = state.fetched.is_some_and(|t| t.elapsed() < *ttl);
             if fresh && let Some(k) = lookup(&state) {
                 return Ok(k);
@@ -257,13 +261,13 @@ impl JwtAuthenticator {
         let _one_fetch = self.jwks_fetch.lock().await;
         // Another request may have fetched while we waited.
         {
-            let state = self.jwks.read().map_err(|_| invalid())?;
+            let state = self.jwks.read().unwrap_or_else(PoisonError::into_inner);
             if state.fetched.is_some_and(|t| t.elapsed() < *min_refresh) {
                 return lookup(&state).ok_or_else(invalid);
             }
         }
         let keys = self.fetch_jwks().await?;
-        let mut state = self.jwks.write().map_err(|_| invalid())?;
+        let mut state = self.jwks.write().unwrap_or_else(PoisonError::into_inner);
         state.keys = keys;
         state.fetched = Some(Instant::now());
         lookup(&state).ok_or_else(invalid)
@@ -339,6 +343,10 @@ impl JwtAuthenticator {
                 }
             })?;
         let c = data.claims;
+        // An `exp` past year 9999 is no real expiry (and past 2^63 it does not fit a SystemTime).
+        if c.exp > MAX_EXP_SECS {
+            return Err(invalid());
+        }
         let tenant = TenantId::new(&c.tenant).map_err(|_| invalid())?;
         Ok(Identity {
             tenant,
@@ -347,7 +355,7 @@ impl JwtAuthenticator {
                 kind: PrincipalKind::User,
                 roles: c.roles,
             },
-            expires_at: Some(UNIX_EPOCH + Duration::from_secs(c.exp)),
+            expires_at: UNIX_EPOCH.checked_add(Duration::from_secs(c.exp)),
             credential_id: c.jti,
         })
     }
@@ -359,11 +367,13 @@ impl Authenticator for JwtAuthenticator {
         let token = creds.secret();
         let cache_key = Self::cache_key(token);
         let leeway = self.config.leeway.as_secs();
-        let cached = self.verified.read().ok().and_then(|m| {
-            m.get(&cache_key)
-                .filter(|c| c.exp + leeway > now_secs())
-                .map(|c| c.identity.clone())
-        });
+        let cached = self
+            .verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&cache_key)
+            .filter(|c| c.exp.saturating_add(leeway) > now_secs())
+            .map(|c| c.identity.clone());
         let identity = match cached {
             Some(identity) => identity,
             None => {
@@ -372,22 +382,25 @@ impl Authenticator for JwtAuthenticator {
                     .expires_at
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_secs());
-                if let Ok(mut m) = self.verified.write() {
+                let mut m = self
+                    .verified
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if m.len() >= VERIFIED_CACHE_MAX {
+                    let now = now_secs();
+                    m.retain(|_, c| c.exp.saturating_add(leeway) > now);
                     if m.len() >= VERIFIED_CACHE_MAX {
-                        let now = now_secs();
-                        m.retain(|_, c| c.exp + leeway > now);
-                        if m.len() >= VERIFIED_CACHE_MAX {
-                            m.clear();
-                        }
+                        m.clear();
                     }
-                    m.insert(
-                        cache_key,
-                        CachedToken {
-                            identity: identity.clone(),
-                            exp,
-                        },
-                    );
                 }
+                m.insert(
+                    cache_key,
+                    CachedToken {
+                        identity: identity.clone(),
+                        exp,
+                    },
+                );
+                drop(m);
                 identity
             }
         };

@@ -32,7 +32,7 @@ pub use apikey::{
     ApiKeyAuthenticator, KEY_PREFIX, KeyHasher, NewKey, key_revocation_id, looks_like_api_key,
     now_ms, parse_key,
 };
-pub use jwt::{JwtAuthenticator, JwtConfig, JwtKeys, token_revocation_id};
+pub use jwt::{JwtAuthenticator, JwtConfig, JwtKeys, MAX_EXP_SECS, token_revocation_id};
 pub use layer::{
     AuthLayer, AuthService, Authenticated, RequirePermission, RequirePermissionLayer,
     credentials_from,

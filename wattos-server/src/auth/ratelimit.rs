@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,9 +23,10 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// Emission interval in microseconds.
+    /// Emission interval in microseconds (at least 1, whatever the rate: a rate above one request
+    /// per microsecond is clamped there instead of becoming a zero interval).
     fn interval_us(self) -> u64 {
-        60_000_000 / u64::from(self.per_minute.max(1))
+        (60_000_000 / u64::from(self.per_minute.max(1))).max(1)
     }
 
     /// Bucket capacity.
@@ -53,7 +54,7 @@ impl Decision {
     fn from_gcra(quota: Quota, allowed: bool, tat_ahead_us: u64, retry_us: u64) -> Self {
         let t = quota.interval_us();
         let cap = u64::from(quota.capacity());
-        let used = tat_ahead_us.div_ceil(t);
+        let used = tat_ahead_us.div_ceil(t.max(1));
         Self {
             allowed,
             limit: quota.capacity(),
@@ -102,22 +103,21 @@ impl MemoryRateLimiter {
     /// The GCRA step at `now_us` (exposed for deterministic tests).
     pub fn check_at(&self, key: &str, quota: Quota, now_us: u64) -> Decision {
         let t = quota.interval_us();
-        let tau = t * u64::from(quota.capacity());
-        let Ok(mut tats) = self.tats.lock() else {
-            // A poisoned lock means a panic elsewhere; fail open rather than lock everyone out.
-            return Decision::from_gcra(quota, true, 0, 0);
-        };
+        let tau = t.saturating_mul(u64::from(quota.capacity()));
+        // The map holds plain numbers that are valid after any partial update, so a lock poisoned
+        // by a panic elsewhere is taken over as it is: limiting never switches off.
+        let mut tats = self.tats.lock().unwrap_or_else(PoisonError::into_inner);
         if tats.len() > 100_000 {
             tats.retain(|_, tat| *tat > now_us);
         }
         let tat = tats.get(key).copied().unwrap_or(now_us).max(now_us);
-        let new_tat = tat + t;
-        if new_tat - now_us > tau {
-            let retry = new_tat - now_us - tau;
-            return Decision::from_gcra(quota, false, tat - now_us, retry);
+        let new_tat = tat.saturating_add(t);
+        let ahead = new_tat - now_us; // new_tat >= tat >= now_us
+        if ahead > tau {
+            return Decision::from_gcra(quota, false, tat - now_us, ahead - tau);
         }
         tats.insert(key.to_owned(), new_tat);
-        Decision::from_gcra(quota, true, new_tat - now_us, 0)
+        Decision::from_gcra(quota, true, ahead, 0)
     }
 }
 
@@ -239,9 +239,7 @@ impl ConcurrencyLimiter {
     /// `rate_limited` (with a 1 s `Retry-After`) when the tenant is at its limit.
     pub fn acquire(&self, tenant: &str, max: u32) -> Result<ConcurrencyPermit> {
         let counter = {
-            let Ok(mut m) = self.counts.lock() else {
-                return Err(Error::internal("concurrency limiter poisoned"));
-            };
+            let mut m = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
             m.entry(tenant.to_owned()).or_default().clone()
         };
         let took = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -278,6 +276,59 @@ mod tests {
         assert!(!l.check_at("k", q, now + 999_999).allowed);
         assert!(l.check_at("k", q, now + 1_000_000).allowed);
         assert!(l.check_at("other", q, now).allowed);
+    }
+
+    #[test]
+    fn any_rate_is_safe_arithmetic() {
+        // 4294967295 rpm once made the interval 0 and `div_ceil` panicked with the lock held.
+        let l = MemoryRateLimiter::new();
+        for per_minute in [1, 59, 60_000_000, 60_000_001, u32::MAX] {
+            for burst in [0, 1, u32::MAX] {
+                let q = Quota { per_minute, burst };
+                for now in [0, 1, u64::MAX / 2, u64::MAX] {
+                    let d = l.check_at("k", q, now);
+                    assert!(d.limit >= 1);
+                }
+            }
+        }
+        // The limiter still limits afterwards.
+        let q = Quota {
+            per_minute: 1,
+            burst: 0,
+        };
+        assert!(l.check_at("fresh", q, 5_000_000).allowed);
+        assert!(!l.check_at("fresh", q, 5_000_001).allowed);
+    }
+
+    #[test]
+    fn a_poisoned_lock_keeps_limiting() {
+        let l = std::sync::Arc::new(MemoryRateLimiter::new());
+        let q = Quota {
+            per_minute: 1,
+            burst: 0,
+        };
+        assert!(l.check_at("b", q, 1_000_000).allowed);
+        let l2 = l.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = l2.tats.lock();
+            panic!("poison the limiter");
+        })
+        .join();
+        assert!(l.tats.is_poisoned());
+        assert!(
+            !l.check_at("b", q, 1_000_001).allowed,
+            "fails closed as before"
+        );
+        let c = ConcurrencyLimiter::new();
+        let c2 = std::sync::Arc::new(c);
+        let c3 = c2.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = c3.counts.lock();
+            panic!("poison");
+        })
+        .join();
+        let _p = c2.acquire("t", 1).unwrap();
+        assert!(c2.acquire("t", 1).is_err());
     }
 
     #[test]

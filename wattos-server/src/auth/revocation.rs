@@ -1,7 +1,7 @@
 //! Revocation stores: in memory (embedded) and Redis with TTL (shared, feature `redis`).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -24,13 +24,13 @@ impl MemoryRevocations {
 #[async_trait]
 impl RevocationStore for MemoryRevocations {
     async fn revoke(&self, id: &str, until: SystemTime) -> Result<()> {
-        if let Ok(mut m) = self.entries.write() {
-            let now = SystemTime::now();
-            if m.len() > 10_000 {
-                m.retain(|_, u| *u > now);
-            }
-            m.insert(id.to_owned(), until);
+        // A lock poisoned by a panic elsewhere is taken over: a revocation is never skipped.
+        let mut m = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let now = SystemTime::now();
+        if m.len() > 10_000 {
+            m.retain(|_, u| *u > now);
         }
+        m.insert(id.to_owned(), until);
         Ok(())
     }
 
@@ -38,9 +38,9 @@ impl RevocationStore for MemoryRevocations {
         Ok(self
             .entries
             .read()
-            .ok()
-            .and_then(|m| m.get(id).copied())
-            .is_some_and(|until| until > SystemTime::now()))
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .is_some_and(|until| *until > SystemTime::now()))
     }
 }
 

@@ -61,7 +61,7 @@ impl ThreadTurn {
     /// it with the thread's stored history, oldest first.
     ///
     /// # Errors
-    /// `unavailable` without conversation storage; `not_found` / `forbidden` when the caller may
+    /// `unavailable` without conversation storage; `not_found` when the caller may
     /// not use the thread (checked before any model call).
     pub async fn open(
         services: Option<&ConversationServices>,
@@ -75,13 +75,16 @@ impl ThreadTurn {
             ))
         })?;
         let store = svc.conversations().store().clone();
-        store.get(ctx, id).await?;
-        let history = store
+        let conversation = store.get(ctx, id).await?;
+        let mut history: Vec<Message> = store
             .messages(ctx, id)
             .await?
             .into_iter()
             .map(|m| m.message)
             .collect();
+        if let Some(recalled) = recall(svc, ctx, &conversation.metadata, &new_messages).await {
+            history.insert(0, recalled);
+        }
         let turn = Self {
             store,
             ctx: ctx.clone(),
@@ -190,6 +193,39 @@ impl ThreadTurn {
             }
         })
         .boxed()
+    }
+}
+
+/// How many memories an opted-in thread recalls per turn.
+const RECALLED_MEMORIES: usize = 5;
+
+/// For a thread whose metadata has `"recall_memories": true`: the caller's memories most relevant
+/// to the turn's last user message, as a system message. Recall failures are logged and skipped (a
+/// turn does not fail because memory is down).
+async fn recall(
+    svc: &ConversationServices,
+    ctx: &RequestContext,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    new_messages: &[Message],
+) -> Option<Message> {
+    if metadata.get("recall_memories") != Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    let memories = svc.memories()?;
+    let query = new_messages
+        .iter()
+        .rev()
+        .find(|m| matches!(m, Message::User { .. }))
+        .map(Message::text)?;
+    let ns = wattos_agents::memory::Namespace::for_caller(ctx).ok()?;
+    match wattos_agents::memory::recall_message(&**memories, ctx, &ns, &query, RECALLED_MEMORIES)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "memory recall failed; the turn goes on without it");
+            None
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! reported exactly like a missing one (`404 not_found`, same message). Cross-tenant operations
 //! live under `/v1/admin/tenants/...` and need `platform:admin`.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
@@ -153,6 +153,9 @@ pub struct UpdateTenant {
     pub disabled: bool,
 }
 
+/// The longest key lifetime accepted (`expires_in_secs`): 100 years.
+pub const MAX_KEY_LIFETIME_SECS: u64 = 100 * 365 * 24 * 3600;
+
 fn key_not_found() -> Error {
     Error::not_found("api key")
 }
@@ -206,10 +209,14 @@ pub async fn create_key(
         ));
     }
     let expires_at_ms = match req.expires_in_secs {
-        Some(0) => return Err(Error::invalid_field("expires_in_secs", "must be positive")),
-        Some(s) => {
-            Some(now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)))
+        Some(s) if !(1..=MAX_KEY_LIFETIME_SECS).contains(&s) => {
+            return Err(Error::invalid_field(
+                "expires_in_secs",
+                format!("must be 1..={MAX_KEY_LIFETIME_SECS} (100 years)"),
+            ));
         }
+        // In range: s * 1000 fits an i64 many times over.
+        Some(s) => Some(now_ms().saturating_add(i64::try_from(s * 1000).unwrap_or(i64::MAX))),
         None => None,
     };
     let new = auth.parts().hasher.mint()?;
@@ -313,8 +320,30 @@ pub async fn revoke_token(auth: &Auth, caller: &Authenticated, req: RevokeToken)
     if req.jti.is_empty() || req.jti.len() > 256 {
         return Err(Error::invalid_field("jti", "must be 1..=256 characters"));
     }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if req.exp > crate::auth::MAX_EXP_SECS {
+        return Err(Error::invalid_field(
+            "exp",
+            format!(
+                "must be a unix time in seconds no later than {} (year 9999)",
+                crate::auth::MAX_EXP_SECS
+            ),
+        ));
+    }
+    if req.exp <= now {
+        // Such a revocation would expire at once and leave a still-valid token working: the
+        // caller has the wrong exp. Say so instead of answering 204.
+        return Err(Error::invalid_field(
+            "exp",
+            "is in the past: send the token's own `exp` claim (a token past it is refused anyway)",
+        ));
+    }
     // Keep it past exp by the largest plausible leeway.
-    let until = UNIX_EPOCH + Duration::from_secs(req.exp.saturating_add(300));
+    let until = UNIX_EPOCH
+        .checked_add(Duration::from_secs(req.exp.saturating_add(300)))
+        .ok_or_else(|| Error::invalid_field("exp", "out of range"))?;
     auth.parts()
         .revocations
         .revoke(&token_revocation_id(caller.tenant(), &req.jti), until)

@@ -63,6 +63,29 @@ impl ChainVerifier {
         self.prev_hash.clone_from(&rec.hash);
     }
 
+    /// Records that the stored row after the last pushed one cannot be read as a record (a column
+    /// edited to a value of the wrong type): the chain is broken there. `seq` is the row's sequence
+    /// number when that much could be read.
+    pub fn push_unreadable(&mut self, seq: Option<i64>, why: &str) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.checked += 1;
+        let at = seq.map_or(self.expected_seq, |s| s.min(self.expected_seq));
+        self.broken = Some((
+            at,
+            format!(
+                "stored record cannot be read ({}): edited",
+                wattos_core::error::quote(why)
+            ),
+        ));
+    }
+
+    /// Whether a break has been found (nothing after it is checked).
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
     /// Compares the end of the chain with the stored head (`None` when the tenant has no head).
     pub fn finish(self, head: Option<(i64, String)>) -> ChainReport {
         let mut broken = self.broken;

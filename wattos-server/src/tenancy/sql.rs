@@ -503,11 +503,19 @@ impl AuditLog for SqlStore {
             .await
             .map_err(db_err)?;
             for row in &rows {
-                let rec = audit_from_row(row)?;
-                after = rec.seq;
-                verifier.push(&rec);
+                match audit_from_row(row) {
+                    Ok(rec) => {
+                        after = rec.seq;
+                        verifier.push(&rec);
+                    }
+                    // A malformed row is a broken chain to report, not a failed verification.
+                    Err(e) => verifier.push_unreadable(row.try_get("seq").ok(), e.message()),
+                }
+                if verifier.is_broken() {
+                    break;
+                }
             }
-            if (rows.len() as i64) < CHUNK {
+            if verifier.is_broken() || (rows.len() as i64) < CHUNK {
                 break;
             }
         }

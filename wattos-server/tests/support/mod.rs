@@ -124,6 +124,11 @@ impl EmbeddingModel for Toy {
 }
 
 pub(crate) async fn start() -> String {
+    start_with_auth(None).await
+}
+
+/// Like [`start`], with authentication required by `auth` when given.
+pub(crate) async fn start_with_auth(auth: Option<wattos_server::auth::Auth>) -> String {
     let dir = std::env::temp_dir().join(format!("wattos-gw-{}", uuid::Uuid::new_v4().simple()));
     let config = Config::from_sources(
         None,
@@ -152,7 +157,8 @@ pub(crate) async fn start() -> String {
         .with_rag(rag)
         .with_agents(Some(agents))
         .with_jobs(Some(jobs))
-        .with_conversations(Some(conversations));
+        .with_conversations(Some(conversations))
+        .with_auth(auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });

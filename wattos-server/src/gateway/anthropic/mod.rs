@@ -16,7 +16,7 @@ use wattos_core::llm::{ChatDelta, ChatStream, Usage};
 
 use super::GatewayState;
 use super::context::{CallerConfig, Ctx};
-use crate::error::{ApiError, status_for};
+use crate::error::ApiError;
 
 /// An error rendered in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
 #[derive(Debug)]
@@ -36,10 +36,7 @@ impl From<ApiError> for AnthropicError {
 
 impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
-        let mut resp =
-            (status_for(self.0.kind()), Json(types::error_json(&self.0))).into_response();
-        crate::error::set_retry_after(&mut resp, &self.0);
-        resp
+        crate::error::error_response(crate::error::WireFormat::Anthropic, &self.0)
     }
 }
 
@@ -234,7 +231,7 @@ fn events(
                     Some(Ok(d)) => buf.extend(writer.on_delta(d)),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "stream failed after it started");
-                        buf.push_back(ev("error", types::error_json(&e)));
+                        buf.push_back(ev("error", crate::error::anthropic_error_body(&e)));
                         done = true;
                     }
                     None => done = true,

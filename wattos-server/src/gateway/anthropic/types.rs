@@ -7,7 +7,7 @@ use wattos_core::llm::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, ToolCall,
     ToolChoice, ToolDefinition, Usage,
 };
-use wattos_core::{Error, ErrorKind, Result};
+use wattos_core::{Error, Result};
 
 /// `POST /v1/messages` request body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -395,27 +395,4 @@ pub fn to_message(resp: ChatResponse) -> Value {
         "stop_sequence": null,
         "usage": usage_json(&resp.usage),
     })
-}
-
-/// Anthropic's error `type` for a kind.
-pub fn error_type(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidInput | ErrorKind::ContextLengthExceeded | ErrorKind::Conflict => {
-            "invalid_request_error"
-        }
-        ErrorKind::Unauthenticated => "authentication_error",
-        ErrorKind::Forbidden => "permission_error",
-        ErrorKind::NotFound => "not_found_error",
-        ErrorKind::RateLimited => "rate_limit_error",
-        ErrorKind::BudgetExceeded => "billing_error",
-        ErrorKind::Timeout => "timeout_error",
-        ErrorKind::Unavailable => "overloaded_error",
-        _ => "api_error",
-    }
-}
-
-/// Anthropic's error body.
-pub fn error_json(e: &Error) -> Value {
-    let body = crate::error::error_body(e);
-    json!({"type": "error", "error": {"type": error_type(e.kind()), "message": body.error.message}})
 }

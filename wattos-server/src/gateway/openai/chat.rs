@@ -460,7 +460,8 @@ pub struct ChatCompletion {
     pub choices: Vec<Choice>,
     /// Token usage.
     pub usage: OutUsage,
-    /// Always null (no fingerprint).
+    /// Omitted: no fingerprint (OpenAI's schema types it as a string, so it is never `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
     /// Always "default".
     pub service_tier: Option<String>,
@@ -644,7 +645,6 @@ impl ChunkWriter {
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": null,
             "service_tier": "default",
             "choices": [{
                 "index": 0,
