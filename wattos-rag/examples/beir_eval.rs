@@ -64,10 +64,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let ctx = RequestContext::system(TenantId::new("eval")?);
     let started = std::time::Instant::now();
-    eval::ingest(&ctx, &rag, &dataset).await?;
+    let skipped = eval::ingest(&ctx, &rag, &dataset).await?;
+    for (id, why) in &skipped {
+        eprintln!("skipped corpus document {id}: {why}");
+    }
     println!(
-        "dataset {dir}: {} docs, {} queries, ingested in {:.2?}",
+        "dataset {dir}: {} docs ({} skipped), {} queries, ingested in {:.2?}",
         dataset.corpus.len(),
+        skipped.len(),
         dataset.queries.len(),
         started.elapsed()
     );

@@ -221,21 +221,47 @@ pub async fn evaluate(
     Ok(total)
 }
 
-/// Ingests the dataset's corpus into `rag`.
+/// Ingests the dataset's corpus into `rag`. Documents that cannot be indexed because of what they
+/// contain (blank, unreadable: `invalid_input`) are skipped and returned, as public corpora hold a
+/// few; the evaluation then runs on the rest (their judgements count as misses).
 ///
 /// # Errors
-/// Pipeline failures; a document that fails to index is an error here.
-pub async fn ingest(ctx: &RequestContext, rag: &Rag, dataset: &BeirDataset) -> Result<()> {
+/// Pipeline failures, and any failure that is not about one document's content (an embedder or
+/// store that is down), or when no document at all could be indexed.
+pub async fn ingest(
+    ctx: &RequestContext,
+    rag: &Rag,
+    dataset: &BeirDataset,
+) -> Result<Vec<(String, Error)>> {
     let report = rag
         .pipeline()
         .ingest_documents(ctx, dataset.documents())
         .await?;
-    if let Some((id, e)) = report.failed().first() {
+    let failed = report.failed();
+    if let Some((id, e)) = failed
+        .iter()
+        .find(|(_, e)| e.kind() != wattos_core::ErrorKind::InvalidInput)
+    {
+        return Err(Error::new(
+            e.kind(),
+            format!("corpus document {id} failed: {e}"),
+        ));
+    }
+    if !dataset.corpus.is_empty() && failed.len() == dataset.corpus.len() {
+        let (id, e) = failed[0];
         return Err(Error::invalid_input(format!(
-            "corpus document {id} failed: {e}"
+            "no corpus document could be indexed, e.g. {id}: {e}"
         )));
     }
-    Ok(())
+    Ok(failed
+        .into_iter()
+        .map(|(id, e)| {
+            (
+                id.to_owned(),
+                Error::new(e.kind(), e.message().to_owned()),
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]

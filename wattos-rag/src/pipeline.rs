@@ -57,6 +57,9 @@ pub enum IngestOutcome {
     Unchanged {
         /// Document id.
         document_id: String,
+        /// Chunks stored for it (read from the vector store, so a caller keeping its own record
+        /// of documents can repair one that a crash left behind the store).
+        chunks: usize,
     },
     /// Not indexed; the error names the document.
     Failed {
@@ -132,6 +135,14 @@ struct Prepared {
     records: Vec<VectorRecord>,
 }
 
+/// What preparing one document found.
+enum Prepare {
+    /// Already stored with the same content, in this many chunks.
+    Unchanged(usize),
+    /// To write.
+    Write(Prepared),
+}
+
 impl IndexPipeline {
     /// A pipeline writing to `vectors`, embedding with `embedder`.
     pub fn new(
@@ -182,14 +193,15 @@ impl IndexPipeline {
         self
     }
 
-    async fn is_unchanged(&self, ctx: &RequestContext, doc: &Document, hash: &str) -> Result<bool> {
+    /// How many chunks of `doc` with content `hash` are stored (0: new or changed).
+    async fn stored_chunks(&self, ctx: &RequestContext, doc: &Document, hash: &str) -> Result<u64> {
         let f = Filter::eq(wattos_core::vector_store::DOCUMENT_ID_KEY, doc.id.clone())
             .and(Filter::eq(CONTENT_HASH_KEY, hash));
-        Ok(self.vectors.count(ctx, Some(&f)).await? > 0)
+        self.vectors.count(ctx, Some(&f)).await
     }
 
-    /// Load, check hash, chunk, transform, embed. `Ok(None)` = unchanged.
-    async fn prepare(&self, ctx: &RequestContext, source: Source) -> Result<Option<Prepared>> {
+    /// Load, check hash, chunk, transform, embed.
+    async fn prepare(&self, ctx: &RequestContext, source: Source) -> Result<Prepare> {
         let doc = self.loader.load(ctx, source).await?;
         self.prepare_document(ctx, doc).await
     }
@@ -198,10 +210,13 @@ impl IndexPipeline {
         &self,
         ctx: &RequestContext,
         doc: Document,
-    ) -> Result<Option<Prepared>> {
+    ) -> Result<Prepare> {
         let hash = doc.content_hash();
-        if self.is_unchanged(ctx, &doc, &hash).await? {
-            return Ok(None);
+        let stored = self.stored_chunks(ctx, &doc, &hash).await?;
+        if stored > 0 {
+            return Ok(Prepare::Unchanged(
+                usize::try_from(stored).unwrap_or(usize::MAX),
+            ));
         }
         let mut chunks = self.chunker.chunk(&doc)?;
         for chunk in &mut chunks {
@@ -252,7 +267,7 @@ impl IndexPipeline {
                 metadata: c.metadata,
             })
             .collect();
-        Ok(Some(Prepared {
+        Ok(Prepare::Write(Prepared {
             doc_id: doc.id,
             records,
         }))
@@ -265,7 +280,7 @@ impl IndexPipeline {
     /// Only for failures that are not about one document (none today; reserved).
     pub async fn ingest(&self, ctx: &RequestContext, sources: Vec<Source>) -> Result<IngestReport> {
         let ids: Vec<String> = sources.iter().map(|s| s.id.clone()).collect();
-        let prepared: Vec<Result<Option<Prepared>>> = futures::stream::iter(sources)
+        let prepared: Vec<Result<Prepare>> = futures::stream::iter(sources)
             .map(|s| self.prepare(ctx, s))
             .buffered(self.concurrency)
             .collect()
@@ -283,7 +298,7 @@ impl IndexPipeline {
         docs: Vec<Document>,
     ) -> Result<IngestReport> {
         let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
-        let prepared: Vec<Result<Option<Prepared>>> = futures::stream::iter(docs)
+        let prepared: Vec<Result<Prepare>> = futures::stream::iter(docs)
             .map(|d| self.prepare_document(ctx, d))
             .buffered(self.concurrency)
             .collect()
@@ -295,18 +310,21 @@ impl IndexPipeline {
         &self,
         ctx: &RequestContext,
         ids: Vec<String>,
-        prepared: Vec<Result<Option<Prepared>>>,
+        prepared: Vec<Result<Prepare>>,
     ) -> Result<IngestReport> {
         let mut outcomes: Vec<Option<IngestOutcome>> = Vec::with_capacity(ids.len());
         let mut written: Vec<(usize, Prepared)> = Vec::new();
         for (i, (id, p)) in ids.into_iter().zip(prepared).enumerate() {
             match p {
-                Ok(None) => outcomes.push(Some(IngestOutcome::Unchanged { document_id: id })),
+                Ok(Prepare::Unchanged(chunks)) => outcomes.push(Some(IngestOutcome::Unchanged {
+                    document_id: id,
+                    chunks,
+                })),
                 Err(error) => outcomes.push(Some(IngestOutcome::Failed {
                     document_id: id,
                     error,
                 })),
-                Ok(Some(p)) => match self
+                Ok(Prepare::Write(p)) => match self
                     .vectors
                     .replace_document(ctx, &p.doc_id, p.records.clone())
                     .await

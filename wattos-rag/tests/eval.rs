@@ -255,3 +255,53 @@ fn malformed_dataset_names_file_and_line() {
     let err = BeirDataset::load(dir.path(), "test").unwrap_err();
     assert!(err.message().contains("corpus.jsonl line 2"), "{err}");
 }
+
+/// Public corpora hold a few blank documents: they are reported and skipped, and the evaluation
+/// runs on the rest (before, the first one aborted the whole tool before any metric).
+#[tokio::test]
+async fn blank_corpus_documents_are_skipped_and_reported() {
+    let dir = std::env::temp_dir().join(format!("wattos-beir-blank-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    std::fs::write(
+        dir.join("corpus.jsonl"),
+        concat!(
+            r#"{"_id":"d1","title":"Rust","text":"Ownership and borrowing keep memory safe."}"#,
+            "\n",
+            r#"{"_id":"blank","title":"","text":"   "}"#,
+            "\n",
+            r#"{"_id":"d2","title":"Tea","text":"Green tea is brewed below boiling."}"#,
+            "\n",
+            r#"{"_id":"empty","title":"","text":""}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("queries.jsonl"),
+        r#"{"_id":"q1","text":"borrowing memory safety"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+    )
+    .unwrap();
+    let dataset = BeirDataset::load(&dir, "test").unwrap();
+    let rag = eval_stack(HashingEmbedder::shared(64));
+    let ctx = RequestContext::system(TenantId::new("eval").unwrap());
+    let skipped = eval::ingest(&ctx, &rag, &dataset).await.unwrap();
+    let mut ids: Vec<&str> = skipped.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["blank", "empty"]);
+    assert!(
+        skipped
+            .iter()
+            .all(|(_, e)| e.kind() == wattos_core::ErrorKind::InvalidInput)
+    );
+    let bm25 = eval::evaluate(&ctx, &rag, &dataset, &run(SearchMode::Keyword, false))
+        .await
+        .unwrap();
+    assert_eq!(bm25.queries, 1);
+    assert!(bm25.mrr_at_10 > 0.99, "{bm25:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

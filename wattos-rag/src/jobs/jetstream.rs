@@ -363,6 +363,7 @@ impl JetStreamQueue {
             .await
             .map_err(nats_err("dead-lettering a job"))?;
         status.state = JobState::DeadLettered;
+        status.lease_until_ms = None;
         status.error = Some(error);
         status.attempts = job.attempt;
         status.updated_at_ms = now_ms();
@@ -407,6 +408,7 @@ impl JetStreamQueue {
                     result: None,
                     created_at_ms: now,
                     updated_at_ms: now,
+                    lease_until_ms: None,
                 }
             }
         };
@@ -426,10 +428,23 @@ impl JetStreamQueue {
             msg.double_ack().await.map_err(boxed_err("ack"))?;
             return Ok(());
         }
+        if delivered > 1 && status.state == JobState::Running {
+            // The previous attempt started and never recorded an outcome: its worker died, hung
+            // or lost NATS, and JetStream redelivered the job after `ack_wait`.
+            tracing::warn!(
+                job = %job.id,
+                attempt = delivered,
+                previous_worker = status.worker.as_deref().unwrap_or("?"),
+                "job redelivered: the previous attempt's worker stopped without an outcome"
+            );
+            job_metrics(&job.kind, "redelivered");
+        }
+        let lease = i64::try_from(self.cfg.ack_wait.as_millis()).unwrap_or(i64::MAX);
         status.state = JobState::Running;
         status.attempts = delivered;
         status.worker = Some(worker.to_owned());
         status.updated_at_ms = now_ms();
+        status.lease_until_ms = Some(status.updated_at_ms.saturating_add(lease));
         self.write_status(&status).await?;
 
         let heartbeat = (self.cfg.ack_wait / 3).max(Duration::from_millis(100));
@@ -443,10 +458,16 @@ impl JetStreamQueue {
                         if let Err(e) = msg.ack_with(AckKind::Progress).await {
                             tracing::warn!(job = %job.id, error = %e, "job heartbeat failed");
                         }
+                        // Renew the lease readers see (the ack above renews JetStream's own).
+                        status.lease_until_ms = Some(now_ms().saturating_add(lease));
+                        if let Err(e) = self.write_status(&status).await {
+                            tracing::warn!(job = %job.id, error = %e, "job lease renewal failed");
+                        }
                     }
                 }
             }
         };
+        status.lease_until_ms = None;
         match result {
             Ok(value) => {
                 status.state = JobState::Succeeded;
@@ -545,7 +566,7 @@ impl JobQueue for JetStreamQueue {
         Ok(self
             .read_status(id)
             .await?
-            .map(|(s, _)| s)
+            .map(|(s, _)| s.as_seen_at(now_ms()))
             .filter(|s| s.tenant == *tenant))
     }
 

@@ -198,9 +198,32 @@ pub struct JobStatus {
     pub created_at_ms: i64,
     /// Last change (unix ms).
     pub updated_at_ms: i64,
+    /// While running: until when the worker's lease holds (unix ms). The worker renews it with
+    /// every heartbeat; a running job past it has lost its worker and will be redelivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until_ms: Option<i64>,
 }
 
 impl JobStatus {
+    /// This status as a reader at `now_ms` should see it: a `running` job whose worker let its
+    /// lease lapse (died, hung or lost its connection) is shown as `retrying`, with an error that
+    /// says so, because the queue redelivers it.
+    pub fn as_seen_at(mut self, now_ms: i64) -> Self {
+        if self.state == JobState::Running
+            && let Some(until) = self.lease_until_ms
+            && until < now_ms
+        {
+            self.state = JobState::Retrying;
+            self.error = Some(format!(
+                "worker {} stopped renewing its lease {} ms ago (it died or lost its connection); \
+                 the job will be redelivered",
+                self.worker.as_deref().unwrap_or("?"),
+                now_ms.saturating_sub(until)
+            ));
+        }
+        self
+    }
+
     fn queued(job: &NewJob) -> Self {
         let now = now_ms();
         Self {
@@ -215,6 +238,7 @@ impl JobStatus {
             result: None,
             created_at_ms: now,
             updated_at_ms: now,
+            lease_until_ms: None,
         }
     }
 
@@ -429,5 +453,24 @@ mod tests {
             AfterFailure::DeadLetter
         );
         assert_eq!(p.delay(10), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_running_job_whose_lease_lapsed_shows_its_lost_worker() {
+        let job = NewJob::new(TenantId::new("a").unwrap(), "k", serde_json::json!({}));
+        let mut st = JobStatus::queued(&job);
+        st.state = JobState::Running;
+        st.worker = Some("w-1".into());
+        st.lease_until_ms = Some(10_000);
+        let fresh = st.clone().as_seen_at(9_999);
+        assert_eq!(fresh.state, JobState::Running);
+        assert_eq!(fresh.error, None);
+        let lost = st.clone().as_seen_at(12_000);
+        assert_eq!(lost.state, JobState::Retrying);
+        let why = lost.error.unwrap();
+        assert!(why.contains("w-1") && why.contains("2000 ms"), "{why}");
+        // Finished jobs are shown as they are.
+        st.state = JobState::Succeeded;
+        assert_eq!(st.clone().as_seen_at(99_999), st);
     }
 }

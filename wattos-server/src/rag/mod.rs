@@ -469,14 +469,33 @@ async fn run_ingest(
                     error: None,
                 }
             }
-            IngestOutcome::Unchanged { document_id } => {
+            IngestOutcome::Unchanged {
+                document_id,
+                chunks: stored,
+            } => {
                 let prior = svc
                     .registry()
                     .get_document(ctx.tenant(), collection, &document_id)
                     .await?;
-                if prior.is_none() {
-                    // Indexed earlier but missing from the registry: record it again.
-                    info.created_at_ms = now;
+                let stored = i64::try_from(stored).unwrap_or(i64::MAX);
+                // The record follows what is stored: a crash between storing the chunks and
+                // recording the document (or a record written by such a crash's redelivery with a
+                // wrong count) is repaired here, by the redelivery or any later ingest.
+                let repair = match &prior {
+                    None => Some(now),
+                    Some(p) if p.chunks != stored => Some(p.created_at_ms),
+                    Some(_) => None,
+                };
+                if let Some(created_at_ms) = repair {
+                    tracing::warn!(
+                        collection,
+                        document_id = %document_id,
+                        recorded = prior.as_ref().map(|p| p.chunks),
+                        stored,
+                        "document record repaired from the stored chunks"
+                    );
+                    info.chunks = stored;
+                    info.created_at_ms = created_at_ms;
                     info.updated_at_ms = now;
                     svc.registry()
                         .upsert_document(ctx.tenant(), collection, &info)
