@@ -22,6 +22,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "remote")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 #[cfg(feature = "local")]
 pub mod local;

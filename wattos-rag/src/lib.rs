@@ -47,6 +47,8 @@ pub mod document;
 pub mod embed;
 pub mod eval;
 pub mod feedback;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod fusion;
 pub mod jobs;
 pub mod keyword;
