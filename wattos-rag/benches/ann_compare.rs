@@ -71,13 +71,7 @@ fn main() {
         };
 
         // Ground truth: exact search.
-        let exact = EmbeddedStore::in_memory_with(
-            DIMS,
-            EmbeddedOptions {
-                index_threshold: usize::MAX,
-                ..Default::default()
-            },
-        );
+        let exact = EmbeddedStore::in_memory_with(DIMS, EmbeddedOptions::exact());
         records(&exact);
         let truth: Vec<Vec<usize>> = queries
             .iter()
@@ -93,7 +87,7 @@ fn main() {
         println!("| index | build | memory (RSS growth) | p50 | p99 | recall@10 |");
         println!("|---|---|---|---|---|---|");
 
-        // The embedded store (IVF with int8 lists, adaptive probing, exact re-scoring).
+        // The embedded store (2-bit code scan with error bounds, exact re-scoring).
         let rss0 = rss_bytes();
         let t = Instant::now();
         let store = EmbeddedStore::in_memory_with(DIMS, EmbeddedOptions::default());
@@ -111,7 +105,7 @@ fn main() {
             hit += recall(&ids(hits), truth);
         }
         row(
-            "wattos EmbeddedStore (IVF, adaptive probe)",
+            "wattos EmbeddedStore (2-bit codes, bounded re-scoring)",
             build,
             mem,
             &mut lat,

@@ -25,9 +25,52 @@ pub fn clustered_vectors(n: usize, dims: usize, clusters: usize, seed: u64) -> V
         .collect()
 }
 
-struct SplitMix(u64);
+/// `n` random unit vectors of `dims` (standard normal, L2-normalised): no cluster structure at all,
+/// the hard case for an ANN index (issue #21). Same `seed`, same data.
+pub fn uniform_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix::new(seed);
+    (0..n)
+        .map(|_| normalise((0..dims).map(|_| rng.gauss()).collect()))
+        .collect()
+}
+
+/// `v` plus Gaussian noise of norm `noise`, renormalised: a query near a stored vector.
+pub fn near(v: &[f32], noise: f32, rng: &mut SplitMix) -> Vec<f32> {
+    let n = normalise(v.iter().map(|_| rng.gauss()).collect());
+    normalise(v.iter().zip(&n).map(|(a, b)| a + noise * b).collect())
+}
+
+fn normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// A small seeded generator (SplitMix64) for benchmarks and tests.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
 
 impl SplitMix {
+    /// A generator whose sequence depends only on `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x5151_7eed_0000_0021)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.next()
+    }
+
+    /// A uniform index in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -40,7 +83,8 @@ impl SplitMix {
         ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
     }
 
-    fn gauss(&mut self) -> f32 {
+    /// A standard normal sample.
+    pub fn gauss(&mut self) -> f32 {
         let (u1, u2) = (self.uniform(), self.uniform());
         (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
     }

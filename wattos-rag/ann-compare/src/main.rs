@@ -21,7 +21,6 @@ use support::{percentile as pct, rss_bytes as rss};
 #[path = "../../src/synthetic.rs"]
 mod synthetic;
 
-#[path = "../../src/store/embedded/ivf.rs"]
 #[allow(dead_code)]
 mod ivf;
 

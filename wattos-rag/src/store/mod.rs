@@ -9,7 +9,7 @@ mod pgvector;
 #[cfg(feature = "qdrant")]
 mod qdrant;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore, SearchStats};
+pub use embedded::{EmbeddedOptions, EmbeddedStore, SearchPolicy, SearchStats};
 #[cfg(feature = "pgvector")]
 pub use pg_fulltext::PgFullText;
 #[cfg(feature = "pgvector")]

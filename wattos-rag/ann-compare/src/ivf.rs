@@ -1,4 +1,5 @@
-//! Inverted-file index over unit vectors: k-means centroids, one posting list per centroid.
+//! Inverted-file index over unit vectors (the embedded store's index until issue #21; kept here as
+//! a comparison point): k-means centroids, one posting list per centroid.
 //!
 //! Each list keeps its slots together with int8 codes of their vectors (symmetric per-vector
 //! scalar quantisation, a quarter of the f32 bytes, laid out contiguously per list) and the
@@ -17,7 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::distance::{WithSimd, dot, dot_i8, quantise, vectorized};
+use super::distance::{WithSimd, dot, vectorized};
 
 /// One posting list: slots and their codes (`dims` codes per slot) and scales, in the same order.
 #[derive(Debug, Clone)]
@@ -201,6 +202,44 @@ impl<F: Fn(u32) -> bool> WithSimd for SearchOp<'_, F> {
         }
         (exact.into_sorted(), stats)
     }
+}
+
+/// Dot product of two equally long i8 code slices, exact in i32. The product of two i8 always
+/// fits an i16 (which lets the compiler use `pmaddwd`-style instructions); the sums are i32.
+#[inline(always)]
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 32];
+    let chunks_a = a.chunks_exact(32);
+    let chunks_b = b.chunks_exact(32);
+    let (ra, rb) = (chunks_a.remainder(), chunks_b.remainder());
+    for (x, y) in chunks_a.zip(chunks_b) {
+        if let (Ok(x), Ok(y)) = (<&[i8; 32]>::try_from(x), <&[i8; 32]>::try_from(y)) {
+            for i in 0..32 {
+                acc[i] += i32::from(i16::from(x[i]) * i16::from(y[i]));
+            }
+        }
+    }
+    let mut s: i32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += i32::from(*x) * i32::from(*y);
+    }
+    s
+}
+
+/// Symmetric scalar quantisation of `v` to i8 codes appended to `out`; returns the scale that maps
+/// codes back (`x ≈ code * scale`). A zero vector gets zero codes and scale 0.
+pub(crate) fn quantise(v: &[f32], out: &mut Vec<i8>) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 || !max.is_finite() {
+        out.extend(std::iter::repeat_n(0i8, v.len()));
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    out.extend(
+        v.iter()
+            .map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8),
+    );
+    max / 127.0
 }
 
 /// Upper bound of `q · x` over unit vectors `x` with `c · x >= min_cos`, given `cq = q · c` for unit
@@ -398,6 +437,23 @@ mod tests {
     use super::*;
     use crate::synthetic::clustered_vectors;
 
+    #[test]
+    fn quantised_dot_tracks_exact_dot() {
+        let a: Vec<f32> = (0..384)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let b: Vec<f32> = (0..384)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+            .collect();
+        let (mut ca, mut cb) = (Vec::new(), Vec::new());
+        let (sa, sb) = (quantise(&a, &mut ca), quantise(&b, &mut cb));
+        let approx = dot_i8(&ca, &cb) as f32 * sa * sb;
+        let exact = dot(&a, &b);
+        let scale = (dot(&a, &a) * dot(&b, &b)).sqrt();
+        assert!((approx - exact).abs() / scale < 0.01, "{approx} vs {exact}");
+        let mut z = Vec::new();
+        assert_eq!(quantise(&[0.0; 3], &mut z), 0.0);
+        assert_eq!(z, vec![0, 0, 0]);
     #[test]
     fn cap_bound_is_never_exceeded() {
         let dims = 16;
