@@ -21,9 +21,9 @@
 //! * `testing` (feature `test-utils`): mock vendor servers and the provider conformance suite.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "remote")]
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(feature = "remote")]
 pub mod http;
 #[cfg(feature = "local")]
 pub mod local;
