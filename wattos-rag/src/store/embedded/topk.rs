@@ -49,11 +49,14 @@ impl TopK {
         if self.k == 0 {
             return;
         }
+        let c = Candidate(score, slot);
         if self.heap.len() < self.k {
-            self.heap.push(Reverse(Candidate(score, slot)));
-        } else if score > self.threshold() {
+            self.heap.push(Reverse(c));
+        } else if self.heap.peek().is_some_and(|worst| c > worst.0) {
+            // Ties go to the lower slot whatever the order of the pushes (the code index re-scores
+            // in two passes; an exact scan in slot order), so both paths keep the same k.
             self.heap.pop();
-            self.heap.push(Reverse(Candidate(score, slot)));
+            self.heap.push(Reverse(c));
         }
     }
 
@@ -62,5 +65,25 @@ impl TopK {
         let mut v: Vec<Candidate> = self.heap.into_iter().map(|r| r.0).collect();
         v.sort_by(|a, b| b.cmp(a));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_keep_the_lowest_slots_in_any_order() {
+        let mut a = TopK::new(2);
+        let mut b = TopK::new(2);
+        for s in [5, 1, 9, 3] {
+            a.push(0.5, s);
+        }
+        for s in [3, 9, 1, 5] {
+            b.push(0.5, s);
+        }
+        let slots = |t: TopK| t.into_sorted().iter().map(|c| c.1).collect::<Vec<_>>();
+        assert_eq!(slots(a), vec![1, 3]);
+        assert_eq!(slots(b), vec![1, 3]);
     }
 }
