@@ -450,12 +450,16 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let (rag, agents) =
         crate::apis::build_services_with(&settings.core, &catalog, None, &shared).await?;
     let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;
-    let conversations = crate::conversations::ConversationServices::open(&settings.core).await?;
+    let memories = crate::memories::MemoryService::open(&settings.core, &catalog).await?;
+    let conversations = crate::conversations::ConversationServices::open(&settings.core)
+        .await?
+        .with_memories(memories.store().clone());
     Ok(AppState::with_parts(settings.core, health, catalog)
         .with_auth(auth)
         .with_rag(rag)
         .with_agents(Some(agents))
         .with_jobs(Some(jobs))
         .with_conversations(Some(conversations))
+        .with_memories(Some(memories))
         .with_events(Some(events)))
 }

@@ -33,6 +33,7 @@ pub mod events;
 pub mod fuzz;
 pub mod gateway;
 pub mod jobs;
+pub mod memories;
 pub mod middleware;
 pub mod otel;
 pub mod rag;

@@ -27,6 +27,7 @@ struct Inner {
     jobs: Option<crate::jobs::Jobs>,
     events: Option<crate::events::EventPublisher>,
     conversations: Option<crate::conversations::ConversationServices>,
+    memories: Option<crate::memories::MemoryService>,
     metrics: PrometheusHandle,
     draining: AtomicBool,
     started_at: Instant,
@@ -100,6 +101,7 @@ impl AppState {
                 jobs: None,
                 events: None,
                 conversations: None,
+                memories: None,
                 metrics: crate::telemetry::prometheus(),
                 draining: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -136,6 +138,21 @@ impl AppState {
             None => tracing::error!("with_conversations called on a shared AppState; ignored"),
         }
         self
+    }
+
+    /// Serves long-term memories from `service` (see [`crate::memories`]). Call before the state
+    /// is shared.
+    pub fn with_memories(mut self, service: Option<crate::memories::MemoryService>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.memories = service,
+            None => tracing::error!("with_memories called on a shared AppState; ignored"),
+        }
+        self
+    }
+
+    /// The long-term memory service, when configured.
+    pub fn memories(&self) -> Option<&crate::memories::MemoryService> {
+        self.inner.memories.as_ref()
     }
 
     /// Sets the background job queue (async ingestion). When this instance runs a worker, its

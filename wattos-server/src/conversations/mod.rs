@@ -83,6 +83,7 @@ impl ConversationSettings {
 pub struct ConversationServices {
     conversations: Conversations,
     feedback: Arc<dyn FeedbackStore>,
+    memories: Option<Arc<dyn wattos_agents::memory::MemoryStore>>,
 }
 
 impl std::fmt::Debug for ConversationServices {
@@ -136,7 +137,22 @@ impl ConversationServices {
         Self {
             conversations,
             feedback,
+            memories: None,
         }
+    }
+
+    /// Lets threads opt in to recall from `memories`: a thread whose metadata has
+    /// `"recall_memories": true` gets the caller's memories most relevant to the new user message
+    /// as a system message before its history (see [`crate::memories`]).
+    #[must_use]
+    pub fn with_memories(mut self, memories: Arc<dyn wattos_agents::memory::MemoryStore>) -> Self {
+        self.memories = Some(memories);
+        self
+    }
+
+    /// The memory store threads recall from, when set.
+    pub fn memories(&self) -> Option<&Arc<dyn wattos_agents::memory::MemoryStore>> {
+        self.memories.as_ref()
     }
 
     /// The conversation service.
