@@ -362,12 +362,12 @@ async fn history_is_trimmed_to_the_model_window() {
         .await
         .unwrap();
     assert_eq!(all.len(), 81);
-    // Trimming applies the caller's access rules too.
+    // Trimming applies the caller's access rules too: another user's thread is not found.
     assert_eq!(
         conv.history(&user("trim", "bob"), &c.id, &window)
             .await
             .unwrap_err()
             .kind(),
-        ErrorKind::Forbidden
+        ErrorKind::NotFound
     );
 }

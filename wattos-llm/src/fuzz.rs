@@ -14,7 +14,9 @@ fn split(data: &[u8]) -> (usize, &[u8]) {
     }
 }
 
-fn sse_run<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<SseEvent>, Result<bool, FrameError>) {
+fn sse_run<'a>(
+    chunks: impl Iterator<Item = &'a [u8]>,
+) -> (Vec<SseEvent>, Result<bool, FrameError>) {
     let mut p = SseParser::new();
     let mut events = Vec::new();
     for chunk in chunks {

@@ -255,12 +255,7 @@ pub async fn ingest(
     }
     Ok(failed
         .into_iter()
-        .map(|(id, e)| {
-            (
-                id.to_owned(),
-                Error::new(e.kind(), e.message().to_owned()),
-            )
-        })
+        .map(|(id, e)| (id.to_owned(), Error::new(e.kind(), e.message().to_owned())))
         .collect())
 }
 

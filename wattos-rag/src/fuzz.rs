@@ -20,7 +20,10 @@ fn check_chunks(doc: &Document, chunker: &dyn Chunker) {
             for (i, c) in chunks.iter().enumerate() {
                 assert_eq!(c.index, i);
                 assert!(!c.text.trim().is_empty());
-                assert!(c.start_char <= c.end_char && c.end_char <= chars.len(), "{c:?}");
+                assert!(
+                    c.start_char <= c.end_char && c.end_char <= chars.len(),
+                    "{c:?}"
+                );
                 assert!(c.start_char >= last_start, "chunks out of order");
                 last_start = c.start_char;
                 let covered: String = chars[c.start_char..c.end_char].iter().collect();
@@ -30,7 +33,10 @@ fn check_chunks(doc: &Document, chunker: &dyn Chunker) {
         // A document with no text is refused with a typed error, never anything else.
         Err(e) => {
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-            assert!(doc.text.trim().is_empty(), "refused a document with text: {e}");
+            assert!(
+                doc.text.trim().is_empty(),
+                "refused a document with text: {e}"
+            );
         }
     }
 }

@@ -47,9 +47,9 @@ pub mod document;
 pub mod embed;
 pub mod eval;
 pub mod feedback;
+pub mod fusion;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod fusion;
 pub mod jobs;
 pub mod keyword;
 pub mod loader;

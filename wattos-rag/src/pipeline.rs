@@ -206,11 +206,7 @@ impl IndexPipeline {
         self.prepare_document(ctx, doc).await
     }
 
-    async fn prepare_document(
-        &self,
-        ctx: &RequestContext,
-        doc: Document,
-    ) -> Result<Prepare> {
+    async fn prepare_document(&self, ctx: &RequestContext, doc: Document) -> Result<Prepare> {
         let hash = doc.content_hash();
         let stored = self.stored_chunks(ctx, &doc, &hash).await?;
         if stored > 0 {

@@ -469,6 +469,61 @@ async fn collections_ingest_search_answer_and_restart() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// A worker killed after storing a document's chunks but before recording the document left a
+/// record with `chunks: 0` (or none) on redelivery, which re-ingesting never repaired. The record
+/// now follows what is stored: the redelivered (unchanged) ingest repairs it.
+#[tokio::test]
+async fn a_record_a_crash_left_wrong_is_repaired_by_the_redelivery() {
+    let Some(models) = models_dir() else { return };
+    let data = data_dir("rag-repair");
+    let server = start(state(&models, &data, false, &[]).await).await;
+    let http = reqwest::Client::new();
+    let c = format!("{}/v1/rag/collections", server.base);
+    let (s, b) = post(&http, c.clone(), json!({"name": "kb"})).await;
+    assert_eq!(s, 201, "{b}");
+    let long: String = (0..60)
+        .map(|i| format!("Paragraph {i} is about solar panels, inverters and batteries. "))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let body = json!({"documents": [
+        {"id": "a.md", "text": long},
+        {"id": "b.md", "text": "Sourdough needs a long fermentation."},
+    ]});
+    let (s, b) = post(&http, format!("{c}/kb/documents"), body.clone()).await;
+    assert_eq!((s, b["indexed"].as_u64()), (200, Some(2)), "{b}");
+    let stored = b["results"][0]["chunks"].as_i64().unwrap();
+    assert!(stored > 1, "{b}");
+    let (_, before) = get(&http, format!("{c}/kb")).await;
+
+    // What the crash left: a.md recorded with no chunks, b.md not recorded at all.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("wattos.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE wattos_rag_documents SET chunks = 0 WHERE id = 'a.md'")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM wattos_rag_documents WHERE id = 'b.md'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let (_, broken) = get(&http, format!("{c}/kb/documents/a.md")).await;
+    assert_eq!(broken["chunks"], 0);
+
+    // The redelivery: the same content again, unchanged, and the records are repaired.
+    let (s, b) = post(&http, format!("{c}/kb/documents"), body).await;
+    assert_eq!((s, b["unchanged"].as_u64()), (200, Some(2)), "{b}");
+    let (_, a) = get(&http, format!("{c}/kb/documents/a.md")).await;
+    assert_eq!(a["chunks"].as_i64(), Some(stored), "{a}");
+    let (s, _) = get(&http, format!("{c}/kb/documents/b.md")).await;
+    assert_eq!(s, 200);
+    let (_, after) = get(&http, format!("{c}/kb")).await;
+    assert_eq!(after["chunk_count"], before["chunk_count"], "{after}");
+    assert_eq!(after["document_count"], 2);
+    db.close().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn tenants_cannot_see_each_others_collections_and_roles_apply() {
     let Some(models) = models_dir() else { return };

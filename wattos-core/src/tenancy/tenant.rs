@@ -163,8 +163,16 @@ impl TenantConfig {
         for (field, v, max) in [
             ("rate_limits.per_key_rpm", rl.per_key_rpm, limits::MAX_RPM),
             ("rate_limits.per_user_rpm", rl.per_user_rpm, limits::MAX_RPM),
-            ("rate_limits.per_tenant_rpm", rl.per_tenant_rpm, limits::MAX_RPM),
-            ("rate_limits.max_concurrent", rl.max_concurrent, limits::MAX_CONCURRENT),
+            (
+                "rate_limits.per_tenant_rpm",
+                rl.per_tenant_rpm,
+                limits::MAX_RPM,
+            ),
+            (
+                "rate_limits.max_concurrent",
+                rl.max_concurrent,
+                limits::MAX_CONCURRENT,
+            ),
         ] {
             if let Some(v) = v
                 && !(1..=max).contains(&v)

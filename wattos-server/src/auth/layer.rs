@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tower::{Layer, Service};
 use wattos_core::tenancy::{
     Credentials, Outcome, Permission, PermissionSet, TenantConfig, actions, require_in,
@@ -19,7 +19,7 @@ use wattos_core::{Error, PrincipalKind, RequestContext, RequestId, TenantId};
 
 use super::ratelimit::{ConcurrencyPermit, Decision, Quota};
 use super::service::{Auth, PLATFORM_AUDIT_TENANT};
-use crate::error::ApiError;
+use crate::error::{ApiError, WireFormat, error_response};
 use crate::middleware::RequestMeta;
 
 /// The authenticated caller of a request: its [`RequestContext`], permissions and tenant
@@ -288,6 +288,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Box::pin(async move {
+            let format = WireFormat::for_path(req.uri().path());
             let meta = req.extensions().get::<RequestMeta>().cloned();
             match auth.admit(req.headers(), meta.as_ref()).await {
                 Ok(admitted) => {
@@ -301,7 +302,7 @@ where
                     Ok(resp)
                 }
                 Err((err, decision)) => {
-                    let mut resp = ApiError(err).into_response();
+                    let mut resp = error_response(format, &err);
                     if let Some(d) = &decision {
                         rate_headers(resp.headers_mut(), d);
                     }
@@ -358,15 +359,17 @@ where
         let auth = self.auth.clone();
         let permission = self.permission;
         Box::pin(async move {
+            let format = WireFormat::for_path(req.uri().path());
             let Some(caller) = req.extensions().get::<Authenticated>().cloned() else {
-                return Ok(
-                    ApiError(Error::unauthenticated("authentication required")).into_response()
-                );
+                return Ok(error_response(
+                    format,
+                    &Error::unauthenticated("authentication required"),
+                ));
             };
             if let Err(e) = caller.require(permission) {
                 auth.audit_denied(&caller, permission, req.uri().path())
                     .await;
-                return Ok(e.into_response());
+                return Ok(error_response(format, &e.0));
             }
             inner.call(req).await
         })
