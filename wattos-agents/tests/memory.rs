@@ -19,7 +19,7 @@ use wattos_agents::memory::{
 use wattos_agents::{CompileOptions, RunConfig, RunStatus};
 use wattos_core::embedding::EmbeddingModel;
 use wattos_core::llm::{Message, ToolChoice};
-use wattos_core::test_utils::ScriptedChatModel;
+use wattos_core::test_utils::chat::ScriptedChatModel;
 use wattos_core::vector_store::VectorStore;
 use wattos_core::{Principal, RequestContext, TenantId};
 use wattos_rag::store::EmbeddedStore;
