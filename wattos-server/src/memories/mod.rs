@@ -405,7 +405,7 @@ pub async fn search(
 /// `GET /v1/memories/{id}`.
 #[utoipa::path(get, path = "/v1/memories/{id}", tag = "memories",
     params(("id" = String, Path), NamespaceQuery),
-    responses((status = 200, body = MemoryBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MemoryBody), (status = 400, description = "Invalid id or query", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -424,7 +424,7 @@ pub async fn get_one(
 /// `DELETE /v1/memories/{id}`.
 #[utoipa::path(delete, path = "/v1/memories/{id}", tag = "memories",
     params(("id" = String, Path), NamespaceQuery),
-    responses((status = 200, description = "`{id, object, deleted: true}`", body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "`{id, object, deleted: true}`", body = Object), (status = 400, description = "Invalid id or query", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn forget_one(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -448,7 +448,7 @@ pub async fn forget_one(
 
 /// `DELETE /v1/memories`.
 #[utoipa::path(delete, path = "/v1/memories", tag = "memories",
-    responses((status = 200, description = "`{object: memories.deleted, user, deleted: n}`", body = Object)))]
+    responses((status = 200, description = "`{object: memories.deleted, user, deleted: n}`", body = Object), (status = 400, description = "Invalid query", body = ErrorBody)))]
 pub async fn forget_mine(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -460,7 +460,7 @@ pub async fn forget_mine(
 /// `DELETE /v1/admin/users/{user}/memories`.
 #[utoipa::path(delete, path = "/v1/admin/users/{user}/memories", tag = "memories",
     params(("user" = String, Path, description = "The user's subject")),
-    responses((status = 200, description = "`{object: memories.deleted, user, deleted: n}`", body = Object), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "`{object: memories.deleted, user, deleted: n}`", body = Object), (status = 400, description = "Invalid user id", body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn erase_user(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,

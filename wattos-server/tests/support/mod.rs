@@ -141,6 +141,9 @@ pub(crate) async fn start_with_auth(auth: Option<wattos_server::auth::Auth>) -> 
     let (rag, agents) = wattos_server::apis::build_services(&config, &catalog, None)
         .await
         .unwrap();
+    let memories = wattos_server::memories::MemoryService::open(&config, &catalog)
+        .await
+        .unwrap();
     let conversations = wattos_server::conversations::ConversationServices::open(&config)
         .await
         .unwrap();
@@ -158,6 +161,7 @@ pub(crate) async fn start_with_auth(auth: Option<wattos_server::auth::Auth>) -> 
         .with_agents(Some(agents))
         .with_jobs(Some(jobs))
         .with_conversations(Some(conversations))
+        .with_memories(Some(memories))
         .with_auth(auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

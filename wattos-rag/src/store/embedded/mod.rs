@@ -957,9 +957,9 @@ mod tests {
                 // Selectivity classes: 1 in 2, 1 in 20, 1 in 200 (hashed, so spread over blocks).
                 let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
                 VectorRecord::new(format!("r{i}"), format!("d{}", i / 8), v.clone(), "")
-                    .with_meta("half", h % 2 == 0)
-                    .with_meta("twentieth", h % 20 == 0)
-                    .with_meta("rare", h % 200 == 0)
+                    .with_meta("half", h.is_multiple_of(2))
+                    .with_meta("twentieth", h.is_multiple_of(20))
+                    .with_meta("rare", h.is_multiple_of(200))
             })
             .collect();
         for batch in records.chunks(4096) {
