@@ -118,7 +118,11 @@ fn minilm_vectors() -> Option<Vec<Vec<f32>>> {
 /// Hashed selectivity classes of row `i`: 1 in 2, 1 in 20, 1 in 200.
 fn classes(i: usize) -> (bool, bool, bool) {
     let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
-    (h.is_multiple_of(2), h.is_multiple_of(20), h.is_multiple_of(200))
+    (
+        h.is_multiple_of(2),
+        h.is_multiple_of(20),
+        h.is_multiple_of(200),
+    )
 }
 
 /// Which tenant row `i` belongs to (by hash, in the shares of [`TENANTS`]).
