@@ -12,9 +12,11 @@ use futures::StreamExt;
 use support::*;
 use wattos_core::embedding::EmbeddingModel;
 use wattos_core::llm::{ChatModel, ChatRequest, Message};
+use wattos_core::tenancy::{Tenant, TenantConfig, TenantStore};
 use wattos_core::{ErrorKind, TenantId};
 use wattos_llm::router::{
-    Deployment, EmbeddingRouter, ModelGroup, Price, Router, Strategy, TenantPolicy,
+    Deployment, EmbeddingRouter, ModelGroup, Price, Router, Strategy, TenantConfigPolicies,
+    TenantPolicy,
 };
 use wattos_llm::state::MemoryState;
 use wattos_llm::usage::{MemoryUsageSink, UsageOutcome};
@@ -248,6 +250,127 @@ async fn tenant_allow_list_and_unknown_models() {
         ErrorKind::NotFound
     );
     assert_eq!(b.calls(), 1);
+}
+
+/// A tenant registry in a map (the server's is SQL): enough for the policy source.
+#[derive(Default)]
+struct Tenants(std::sync::Mutex<std::collections::HashMap<String, (bool, TenantConfig)>>);
+
+impl Tenants {
+    fn set(&self, id: &str, disabled: bool, allowed: &[&str]) {
+        let cfg = TenantConfig {
+            allowed_models: allowed.iter().map(|s| (*s).to_owned()).collect(),
+            ..TenantConfig::default()
+        };
+        self.0.lock().unwrap().insert(id.into(), (disabled, cfg));
+    }
+}
+
+#[async_trait::async_trait]
+impl TenantStore for Tenants {
+    async fn create_tenant(&self, _: &Tenant) -> wattos_core::Result<()> {
+        unreachable!("not used by the policy source")
+    }
+    async fn get_tenant(&self, id: &TenantId) -> wattos_core::Result<Option<Tenant>> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(id.as_str())
+            .map(|(d, _)| Tenant {
+                id: id.clone(),
+                name: id.to_string(),
+                disabled: *d,
+                created_at_ms: 0,
+            }))
+    }
+    async fn list_tenants(&self, _: Option<&TenantId>, _: u32) -> wattos_core::Result<Vec<Tenant>> {
+        unreachable!("not used by the policy source")
+    }
+    async fn set_disabled(&self, _: &TenantId, _: bool) -> wattos_core::Result<()> {
+        unreachable!("not used by the policy source")
+    }
+    async fn get_config(&self, id: &TenantId) -> wattos_core::Result<TenantConfig> {
+        Ok(self.0.lock().unwrap()[id.as_str()].1.clone())
+    }
+    async fn put_config(&self, _: &TenantId, _: &TenantConfig) -> wattos_core::Result<()> {
+        unreachable!("not used by the policy source")
+    }
+}
+
+#[tokio::test]
+async fn the_policy_source_is_asked_on_every_call_for_chat_and_embeddings() {
+    let tenants = Arc::new(Tenants::default());
+    tenants.set("basic", false, &["cheap"]);
+    tenants.set("gone", true, &[]);
+    let policies = Arc::new(TenantConfigPolicies::new(
+        tenants.clone(),
+        Duration::from_secs(3600),
+    ));
+    let a = FakeChat::healthy("a");
+    let b = FakeChat::healthy("b");
+    let r = Router::builder()
+        .deployment(dep("a", &a))
+        .deployment(dep("b", &b))
+        .group(ModelGroup::new("cheap").deployment("a"))
+        .group(ModelGroup::new("premium").deployment("b"))
+        .policy_source(policies.clone())
+        // A policy set on the router does not override the source's answer for a known tenant.
+        .tenant_policy(TenantId::new("basic").unwrap(), TenantPolicy::default())
+        .build()
+        .unwrap();
+    // No one pushed anything: the first call of the tenant is already held to its allow-list.
+    assert_eq!(
+        r.chat(&ctx("basic"), req("premium"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
+    r.chat(&ctx("basic"), req("cheap")).await.unwrap();
+    // A tenant the registry does not know gets the router's own (default) policy.
+    r.chat(&ctx("internal"), req("premium")).await.unwrap();
+    // A disabled tenant is refused whatever it asks for.
+    let err = r.chat(&ctx("gone"), req("cheap")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    assert!(err.message().contains("disabled"), "{err}");
+    // A changed configuration applies once the cached policy is forgotten.
+    tenants.set("basic", false, &["premium"]);
+    assert_eq!(
+        r.chat(&ctx("basic"), req("premium"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden,
+        "cached for the ttl"
+    );
+    policies.invalidate(&TenantId::new("basic").unwrap());
+    r.chat(&ctx("basic"), req("premium")).await.unwrap();
+    assert_eq!(
+        r.chat(&ctx("basic"), req("cheap"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 2));
+
+    // The embedding router asks the same source.
+    tenants.set("basic", false, &["other"]);
+    policies.invalidate(&TenantId::new("basic").unwrap());
+    let e = FakeEmbed::new("e", Fault::Ok);
+    let er = EmbeddingRouter::builder()
+        .deployment(Deployment::from_arc("e", e as Arc<dyn EmbeddingModel>))
+        .group(ModelGroup::new("emb").deployment("e"))
+        .policy_source(policies)
+        .build()
+        .unwrap();
+    let err = er
+        .embed(&ctx("basic"), &["x".to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    er.embed(&ctx("internal"), &["x".to_owned()]).await.unwrap();
 }
 
 #[tokio::test]

@@ -13,14 +13,15 @@ use wattos_core::{Error, Result};
 use wattos_llm::local::{HubCache, MINILM_FILES, MiniLmEmbedder, SmolLm, SmolLmOptions};
 use wattos_llm::pricing::ModelPrice;
 use wattos_llm::registry::ProviderConfig;
+use wattos_llm::router::TenantConfigPolicies;
 
 use crate::auth::{Auth, AuthParts, JwtAuthenticator, JwtConfig, JwtKeys, KeyHasher};
 use crate::dbpool::{Pool, PoolSpec};
 use crate::events::{EventPublisher, EventUsageSink, PublishingAudit};
 use crate::gateway::ModelCatalog;
 use crate::gateway::routing::{
-    DeploymentHealthCheck, PolicySync, RoutedModel, RouterBackends, build_chat_router,
-    build_embedding_router, builtin_price,
+    DeploymentHealthCheck, RoutedModel, RouterBackends, build_chat_router, build_embedding_router,
+    builtin_price,
 };
 use crate::settings::{AuthMode, Settings};
 use crate::state::AppState;
@@ -252,6 +253,7 @@ async fn build_auth(
     settings: &Settings,
     store: SqlStore,
     usage: Option<Arc<SqlUsage>>,
+    policies: Option<Arc<TenantConfigPolicies>>,
     events: &EventPublisher,
     redis: &SharedRedis,
 ) -> Result<Auth> {
@@ -264,6 +266,7 @@ async fn build_auth(
     })?;
     let mut parts = AuthParts::embedded(store, KeyHasher::new(pepper.expose())?);
     parts.usage = usage.map(|u| u as Arc<dyn crate::tenancy::admin::UsageReporter>);
+    parts.policies = policies;
     // Every stored audit entry also goes out as an event.
     parts.audit = Arc::new(PublishingAudit::new(parts.audit.clone(), events.clone()));
     // The platform tenant must exist so a platform admin can create the first tenants and keys.
@@ -386,6 +389,17 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let events = crate::events::build_publisher(&settings).await?;
     let redis = shared_redis(&settings).await?;
     let mut backends = router_state(&settings, &redis).await?;
+    // Every router reads the calling tenant's allow-list and budget from the tenant registry on
+    // each call (cached like authentication's view of it), whoever calls the model.
+    let policies = store.as_ref().map(|s| {
+        Arc::new(TenantConfigPolicies::new(
+            Arc::new(s.clone()),
+            crate::auth::DEFAULT_CACHE_TTL,
+        ))
+    });
+    backends.policies = policies
+        .clone()
+        .map(|p| p as Arc<dyn wattos_llm::router::PolicySource>);
     let providers: HashMap<String, String> = chat
         .iter()
         .map(|m| (m.name.clone(), m.provider.clone()))
@@ -438,13 +452,9 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         }
         embedding_routers.push(router);
     }
-    catalog.set_policy_sync(Arc::new(PolicySync::new(
-        chat_router.map(|(r, _)| r),
-        embedding_routers,
-    )));
     let auth = match store {
         None => None,
-        Some(store) => Some(build_auth(&settings, store, usage, &events, &redis).await?),
+        Some(store) => Some(build_auth(&settings, store, usage, policies, &events, &redis).await?),
     };
     let shared = shared_services(&settings, &redis);
     let (rag, agents) =

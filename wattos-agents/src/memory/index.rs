@@ -80,7 +80,8 @@ pub(crate) trait Rows: Send + Sync {
 /// Give the memory store a vector store (or collection) of its own: its records carry
 /// `wattos_mem.*` metadata and would otherwise show up in, say, RAG searches over the same store.
 /// With keyword fallback on, a search whose embedding or vector search fails ranks by keywords
-/// instead of failing (logged as a warning; hits say [`MatchKind::Keyword`]).
+/// instead of failing (logged as a warning; hits say [`MatchKind::Keyword`]). A refusal of the
+/// caller (invalid input, not allowed, budget spent, rate limited) is returned, never masked.
 #[derive(Clone)]
 pub struct MemoryIndex {
     embedder: Arc<dyn EmbeddingModel>,
@@ -333,9 +334,10 @@ impl<R: Rows> Engine<R> {
                     }
                     return Ok(hits.into_iter().skip(options.offset).collect());
                 }
-                Err(e)
-                    if ix.keyword_fallback && e.kind() != wattos_core::ErrorKind::InvalidInput =>
-                {
+                // The fallback covers the index failing, not the caller being refused: a tenant
+                // that may not use the embedding model (or has spent its budget, or hit a limit)
+                // gets that refusal, as from every other route that calls the model.
+                Err(e) if ix.keyword_fallback && !refuses_the_caller(&e) => {
                     tracing::warn!(error = %e, "memory index failed; ranking by keywords");
                 }
                 Err(e) => return Err(e),
@@ -452,4 +454,13 @@ impl<R: Rows> Engine<R> {
         }
         Ok(n)
     }
+}
+
+/// Whether `e` refuses the caller (rather than reporting the index as broken or unreachable).
+fn refuses_the_caller(e: &wattos_core::Error) -> bool {
+    use wattos_core::ErrorKind::*;
+    matches!(
+        e.kind(),
+        InvalidInput | Unauthenticated | Forbidden | RateLimited | BudgetExceeded
+    )
 }

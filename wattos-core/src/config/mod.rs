@@ -92,6 +92,11 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Requests served at once before load shedding (503 + Retry-After). Default 512.
     pub max_concurrent_requests: usize,
+    /// Work that outlives its request (agent runs, also streamed ones whose client left) running
+    /// at once, all tenants together; more is refused with 503 + Retry-After. Default 256.
+    pub max_background_tasks: usize,
+    /// The same per tenant; more is refused with 429 + Retry-After. Default 16.
+    pub max_background_tasks_per_tenant: usize,
     /// How long shutdown waits for in-flight requests and streams. Default 30 s.
     pub shutdown_grace: Duration,
     /// Origins allowed by CORS; empty disables CORS.
@@ -106,6 +111,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 10 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(15),
             max_concurrent_requests: 512,
+            max_background_tasks: 256,
+            max_background_tasks_per_tenant: 16,
             shutdown_grace: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
         }
@@ -357,11 +364,28 @@ impl Config {
             body_read_timeout: r.or("server.body_read_timeout", d.body_read_timeout),
             max_concurrent_requests: r
                 .or("server.max_concurrent_requests", d.max_concurrent_requests),
+            max_background_tasks: r.or("server.max_background_tasks", d.max_background_tasks),
+            max_background_tasks_per_tenant: r.or(
+                "server.max_background_tasks_per_tenant",
+                d.max_background_tasks_per_tenant,
+            ),
             shutdown_grace: r.or("server.shutdown_grace", d.shutdown_grace),
             cors_allowed_origins: r.or("server.cors_allowed_origins", Vec::new()),
         };
-        if !(1..=1_000_000).contains(&server.max_concurrent_requests) {
-            r.problem("server.max_concurrent_requests", "must be 1..=1000000");
+        for (key, value) in [
+            (
+                "server.max_concurrent_requests",
+                server.max_concurrent_requests,
+            ),
+            ("server.max_background_tasks", server.max_background_tasks),
+            (
+                "server.max_background_tasks_per_tenant",
+                server.max_background_tasks_per_tenant,
+            ),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                r.problem(key, "must be 1..=1000000");
+            }
         }
         if !(1024..=1 << 30).contains(&server.body_limit_bytes) {
             r.problem(

@@ -32,6 +32,7 @@ mod hub;
 mod llama;
 mod minilm;
 mod prompt;
+mod queue;
 mod smollm;
 mod stop;
 mod tool_calls;
@@ -44,6 +45,7 @@ pub use fastembed::FastEmbedder;
 #[cfg(feature = "hub")]
 pub use hub::{HubCache, ModelRef};
 pub use minilm::{MINILM_CACHE_SUBDIR, MINILM_FILES, MINILM_MAX_TOKENS, MiniLmEmbedder};
+pub use queue::{DEFAULT_MAX_QUEUE, QueueTicket, WaitQueue};
 pub use smollm::{SMOLLM_CACHE_FILE, SmolLm, SmolLmOptions, WeightFormat};
 pub use tool_calls::{parse_tool_calls, render_tool_prompt};
 

@@ -27,6 +27,7 @@ use super::gguf_tokenizer::GgufTokenizer;
 use super::grammar::Grammar;
 use super::llama::{Llama, LlamaShape};
 use super::prompt::{self, Prompt};
+use super::queue::WaitQueue;
 use super::tool_calls::{TOOL_CALL_CLOSE, parse_tool_calls};
 
 /// Path of the model inside the WattOS model cache (see `scripts/fetch-models.sh`).
@@ -65,6 +66,10 @@ pub struct SmolLmOptions {
     pub default_temperature: f32,
     /// Nucleus sampling when a request sets none (SmolLM2's recommended 0.9).
     pub default_top_p: f32,
+    /// Requests that may wait for (or hold) the model at once; more are refused with 503 and a
+    /// `Retry-After`, as is a request whose expected wait exceeds its deadline (see
+    /// [`WaitQueue`](super::WaitQueue)). Default [`DEFAULT_MAX_QUEUE`](super::DEFAULT_MAX_QUEUE).
+    pub max_queue: usize,
 }
 
 impl Default for SmolLmOptions {
@@ -75,6 +80,7 @@ impl Default for SmolLmOptions {
             default_max_tokens: 512,
             default_temperature: 0.2,
             default_top_p: 0.9,
+            max_queue: super::queue::DEFAULT_MAX_QUEUE,
         }
     }
 }
@@ -150,6 +156,7 @@ struct Shared {
     context_window: usize,
     token_index: TokenIndex,
     model: Arc<Mutex<Llama>>,
+    queue: WaitQueue,
 }
 
 impl std::fmt::Debug for SmolLm {
@@ -209,6 +216,7 @@ impl SmolLm {
         let token_index = TokenIndex::new(&tokenizer);
         Ok(Self {
             shared: Arc::new(Shared {
+                queue: WaitQueue::new(options.name.clone(), options.max_queue),
                 options,
                 tokenizer,
                 template,
@@ -465,8 +473,17 @@ impl ChatModel for SmolLm {
         }
         let params = self.params(ctx, &req, &prompt);
 
-        // One generation at a time: wait for the model without blocking the runtime.
-        let guard = Arc::clone(&self.shared.model).lock_owned().await;
+        // One generation at a time. Join the bounded queue (refused at once when the expected wait
+        // does not fit the deadline), then wait for the model without blocking the runtime, never
+        // past the deadline.
+        let ticket = self.shared.queue.join(ctx.deadline())?;
+        let lock = Arc::clone(&self.shared.model).lock_owned();
+        let guard = match WaitQueue::wait_until(ctx.deadline()) {
+            Some(until) => tokio::time::timeout_at(until.into(), lock)
+                .await
+                .map_err(|_| self.shared.queue.deadline_error())?,
+            None => lock.await,
+        };
         let (tx, rx) = mpsc::channel::<Result<ChatDelta>>(STREAM_BUFFER);
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
         let start = ChatDelta::Start {
@@ -475,6 +492,7 @@ impl ChatModel for SmolLm {
         };
         tokio::task::spawn_blocking(move || {
             let mut model = guard;
+            let began = std::time::Instant::now();
             if tx.blocking_send(Ok(start)).is_err() {
                 return;
             }
@@ -490,6 +508,7 @@ impl ChatModel for SmolLm {
                 &params,
                 &mut emit,
             );
+            ticket.record(began.elapsed());
             let tail = match result {
                 Ok(outcome) if outcome.reason == EndReason::Cancelled => return,
                 Ok(outcome) => finish_deltas(outcome, &prompt, prompt_ids.len() as u64, &name),

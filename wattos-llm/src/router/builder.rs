@@ -13,6 +13,7 @@ use super::deployment::{Deployment, ModelGroup};
 use super::engine::{Engine, Group, RouterSettings};
 use super::health::Slot;
 use super::policy::TenantPolicy;
+use super::tenants::PolicySource;
 use crate::state::MemoryState;
 use crate::usage::UsageSink;
 
@@ -31,6 +32,7 @@ pub struct RouterBuilder<M: ?Sized> {
     usage: Option<Arc<dyn UsageSink>>,
     policies: HashMap<TenantId, Arc<TenantPolicy>>,
     default_policy: TenantPolicy,
+    policy_source: Option<Arc<dyn PolicySource>>,
 }
 
 impl<M: ?Sized> std::fmt::Debug for RouterBuilder<M> {
@@ -59,6 +61,7 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
             usage: None,
             policies: HashMap::new(),
             default_policy: TenantPolicy::default(),
+            policy_source: None,
         }
     }
 
@@ -159,6 +162,15 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
         self
     }
 
+    /// Where the caller's policy comes from on every call (e.g. [`TenantConfigPolicies`] over
+    /// the tenant registry); its answer takes precedence over [`RouterBuilder::tenant_policy`].
+    ///
+    /// [`TenantConfigPolicies`]: super::TenantConfigPolicies
+    pub fn policy_source(mut self, source: Arc<dyn PolicySource>) -> Self {
+        self.policy_source = Some(source);
+        self
+    }
+
     pub(crate) fn build_engine(self) -> Result<(Engine<M>, Option<ResponseCache>, String)> {
         let invalid = |msg: String| Error::invalid_field("router", msg);
         if self.groups.is_empty() {
@@ -242,6 +254,7 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
                 usage: self.usage,
                 policies: RwLock::new(self.policies),
                 default_policy: RwLock::new(Arc::new(self.default_policy)),
+                policy_source: self.policy_source,
             },
             cache,
             self.name,

@@ -112,6 +112,8 @@ pub(crate) struct Engine<M: ?Sized> {
     pub(crate) usage: Option<Arc<dyn UsageSink>>,
     pub(crate) policies: RwLock<HashMap<TenantId, Arc<TenantPolicy>>>,
     pub(crate) default_policy: RwLock<Arc<TenantPolicy>>,
+    /// Asked for the caller's policy on every call, ahead of `policies`.
+    pub(crate) policy_source: Option<Arc<dyn super::tenants::PolicySource>>,
 }
 
 /// Why candidates were skipped without an upstream call.
@@ -166,7 +168,13 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
         let started = Instant::now();
         ctx.check_deadline()?;
         let group = self.resolve(model)?;
-        let policy = self.policy(ctx.tenant());
+        let policy = match &self.policy_source {
+            Some(source) => match source.policy(ctx).await? {
+                Some(p) => p,
+                None => self.policy(ctx.tenant()),
+            },
+            None => self.policy(ctx.tenant()),
+        };
         if !self.allowed(&policy, group) {
             return Err(Error::forbidden(format!(
                 "tenant '{}' may not use model '{}'",

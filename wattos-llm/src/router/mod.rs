@@ -3,7 +3,9 @@
 //! *deployments* grouped into *model groups*.
 //!
 //! For each request the router
-//! 1. resolves `ChatRequest::model` (a group name or alias) and checks the tenant's allow-list;
+//! 1. resolves `ChatRequest::model` (a group name or alias) and checks the calling tenant's
+//!    allow-list, from its [`PolicySource`] when one is set (asked on every call, so every caller
+//!    of the router is held to the tenant's policy), else from the policy set on the router;
 //! 2. applies the tenant's and principal's RPM/TPM limits (all-or-nothing, in the shared
 //!    [`WindowStore`](wattos_core::state::WindowStore));
 //! 3. serves from the optional response cache;
@@ -33,6 +35,7 @@ mod health;
 mod policy;
 mod shared;
 mod strategy;
+mod tenants;
 
 pub use builder::RouterBuilder;
 pub use chat::Router;
@@ -48,3 +51,4 @@ pub use strategy::{
     Candidate, LeastInFlight, LowestCost, LowestLatency, PriorityOrder, RoundRobin,
     RoutingStrategy, Strategy, WeightedRandom,
 };
+pub use tenants::{PolicySource, TenantConfigPolicies, UNLIMITED_MONTHLY_USD, policy_for_config};

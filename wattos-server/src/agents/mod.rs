@@ -47,17 +47,26 @@ fn guard(
     }
 }
 
-/// The agents routes; with `auth`, everything needs `agents:run` and resuming `agents:resume`.
+/// The agents routes; with `auth`, everything needs `agents:run`, resuming `agents:resume`, and
+/// starting or resuming a run (which invokes models) also `chat:invoke`.
 pub fn routes(auth: Option<&Auth>) -> Router<AppState> {
     let run = |r| guard(r, auth, Permission::AgentsRun);
     Router::new()
         .route("/v1/agents/graphs", run(get(list_graphs)))
-        .route("/v1/agents/graphs/{graph}/runs", run(post(start_run)))
+        // Starting and resuming a run invoke the graph's models: they need `chat:invoke` too.
+        .route(
+            "/v1/agents/graphs/{graph}/runs",
+            run(guard(post(start_run), auth, Permission::ChatInvoke)),
+        )
         .route("/v1/agents/runs", run(get(list_runs)))
         .route("/v1/agents/runs/{run_id}", run(get(get_run)))
         .route(
             "/v1/agents/runs/{run_id}/resume",
-            guard(post(resume_run), auth, Permission::AgentsResume),
+            guard(
+                guard(post(resume_run), auth, Permission::ChatInvoke),
+                auth,
+                Permission::AgentsResume,
+            ),
         )
         .route(
             "/v1/agents/threads/{thread_id}/checkpoints",
@@ -242,10 +251,13 @@ fn finished(row: RunRow, result: wattos_core::Result<JsonOutcome>) -> ApiResult<
             content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body, thread id or input", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Missing agents:run", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent (the run is recorded as failed)", body = ErrorBody),
+        (status = 403, description = "Missing agents:run or chat:invoke, or a model the tenant may not use (the run is recorded as failed)", body = ErrorBody),
         (status = 404, description = "No such graph", body = ErrorBody),
         (status = 409, description = "The thread has a running or interrupted run, or belongs to another graph", body = ErrorBody),
+        (status = 429, description = "The tenant has its limit of runs running (`server.max_background_tasks_per_tenant`), or a model rate limit; see Retry-After", body = ErrorBody),
         (status = 502, description = "Model failure (the run is recorded as failed)", body = ErrorBody),
+        (status = 503, description = "The server runs its limit of background tasks (`server.max_background_tasks`), or the model is overloaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn start_run(
@@ -298,6 +310,8 @@ pub async fn start_run(
             ));
         }
     }
+    // Admitted before the run is recorded: a refused run leaves no row behind.
+    let permit = svc.admit(&ctx)?;
     let now = now_ms();
     let row = RunRow {
         id,
@@ -314,12 +328,12 @@ pub async fn start_run(
     let start = Start::Input(req.input);
     if req.stream.unwrap_or(false) {
         let first = summary(&row);
-        let rx = svc.execute_streaming(ctx, graph, row, start);
+        let rx = svc.execute_streaming(ctx, graph, row, start, permit);
         return Ok(Sse::new(run_events(first, rx))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let (row, result) = svc.execute(ctx, graph, row, start).await?;
+    let (row, result) = svc.execute(ctx, graph, row, start, permit).await?;
     finished(row, result)
 }
 
@@ -402,9 +416,13 @@ pub async fn get_run(
             content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body (edit needs `value`)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Missing agents:resume", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent", body = ErrorBody),
+        (status = 403, description = "Missing agents:resume or chat:invoke, or a model the tenant may not use", body = ErrorBody),
         (status = 404, description = "No such run, or its graph is no longer registered", body = ErrorBody),
         (status = 409, description = "The run is not interrupted", body = ErrorBody),
+        (status = 429, description = "The tenant has its limit of runs running, or a model rate limit; see Retry-After", body = ErrorBody),
+        (status = 502, description = "Model failure", body = ErrorBody),
+        (status = 503, description = "The server runs its limit of background tasks, or the model is overloaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn resume_run(
@@ -428,6 +446,8 @@ pub async fn resume_run(
         }
     };
     let graph = svc.graph(&row.graph)?;
+    // Admitted before the run is claimed: a refused resume leaves the run interrupted.
+    let permit = svc.admit(&ctx)?;
     if row.status != RunState::Interrupted
         || !svc
             .runs()
@@ -451,12 +471,12 @@ pub async fn resume_run(
     let start = Start::Resume(command);
     if req.stream.unwrap_or(false) {
         let first = summary(&row);
-        let rx = svc.execute_streaming(ctx, graph, row, start);
+        let rx = svc.execute_streaming(ctx, graph, row, start, permit);
         return Ok(Sse::new(run_events(first, rx))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let (row, result) = svc.execute(ctx, graph, row, start).await?;
+    let (row, result) = svc.execute(ctx, graph, row, start, permit).await?;
     finished(row, result)
 }
 

@@ -11,6 +11,7 @@ use wattos_agents::{
 };
 use wattos_core::checkpoint::{Checkpointer, ThreadId};
 use wattos_core::config::Config;
+use wattos_core::resilience::{Admission, AdmissionLimits, AdmissionPermit};
 use wattos_core::{Error, RequestContext, Result};
 
 use super::runs::{RunEnd, RunError, RunRow, RunState, RunStore};
@@ -27,6 +28,7 @@ struct Inner {
     graphs: RwLock<BTreeMap<String, Entry>>,
     runs: RunStore,
     checkpointer: Arc<dyn Checkpointer>,
+    admission: Admission,
 }
 
 /// Graphs by name, their checkpointer and their runs. Cheap to clone; graphs can be registered at
@@ -82,14 +84,36 @@ const CHECKPOINT_SCHEMA: &str = "wattos_agents";
 
 impl AgentsService {
     /// A service storing runs in `runs` and checkpoints in `checkpointer` (compile graphs with it).
+    /// Runs are admitted with the default [`AdmissionLimits`] (see [`AgentsService::with_limits`]).
     pub fn new(runs: RunStore, checkpointer: Arc<dyn Checkpointer>) -> Self {
+        Self::with_limits(runs, checkpointer, AdmissionLimits::default())
+    }
+
+    /// As [`AgentsService::new`], admitting at most `limits` runs at once (globally and per
+    /// tenant); a run holds its slot until it ends, whether or not its client is still there.
+    pub fn with_limits(
+        runs: RunStore,
+        checkpointer: Arc<dyn Checkpointer>,
+        limits: AdmissionLimits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 graphs: RwLock::new(BTreeMap::new()),
                 runs,
                 checkpointer,
+                admission: Admission::new("agent runs", limits),
             }),
         }
+    }
+
+    /// Takes a slot for one run of `ctx`'s tenant; pass it to the execution, which holds it until
+    /// the run ends.
+    ///
+    /// # Errors
+    /// 429 `rate_limited` when the tenant is at its limit, 503 `unavailable` when the server is,
+    /// both with a `Retry-After`.
+    pub fn admit(&self, ctx: &RequestContext) -> Result<AdmissionPermit> {
+        self.inner.admission.try_admit(ctx.tenant())
     }
 
     /// The service for `config`: runs in `db`; checkpoints in Postgres (schema `wattos_agents`)
@@ -128,7 +152,12 @@ impl AgentsService {
                 )
             }
         };
-        Ok(Self::new(RunStore::new(db), checkpointer))
+        let limits = AdmissionLimits {
+            global: config.server.max_background_tasks,
+            per_tenant: config.server.max_background_tasks_per_tenant,
+            ..AdmissionLimits::default()
+        };
+        Ok(Self::with_limits(RunStore::new(db), checkpointer, limits))
     }
 
     /// The checkpointer registered graphs must be compiled with.
@@ -278,9 +307,11 @@ impl AgentsService {
         graph: Arc<dyn JsonGraph>,
         run: RunRow,
         start: Start,
+        permit: AdmissionPermit,
     ) -> Result<(RunRow, Result<JsonOutcome>)> {
         let svc = self.clone();
         let task = tokio::spawn(async move {
+            let _permit = permit;
             let thread = ThreadId::new(&run.thread_id)?;
             let result = match start {
                 Start::Input(input) => graph.invoke(&ctx, Some(thread), input).await,
@@ -304,10 +335,13 @@ impl AgentsService {
         graph: Arc<dyn JsonGraph>,
         run: RunRow,
         start: Start,
+        permit: AdmissionPermit,
     ) -> mpsc::UnboundedReceiver<Streamed> {
         let (tx, rx) = mpsc::unbounded_channel();
         let svc = self.clone();
         tokio::spawn(async move {
+            // The slot is held until the run ends, also when the client has gone.
+            let _permit = permit;
             let thread = match ThreadId::new(&run.thread_id) {
                 Ok(t) => t,
                 Err(e) => {

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -17,6 +17,7 @@ use wattos_core::tenancy::{
 };
 use wattos_core::{Error, PrincipalKind, RequestContext, RequestId, TenantId};
 
+use super::mutations;
 use super::ratelimit::{ConcurrencyPermit, Decision, Quota};
 use super::service::{Auth, PLATFORM_AUDIT_TENANT};
 use crate::error::{ApiError, WireFormat, error_response};
@@ -149,10 +150,28 @@ impl Auth {
                 return Err((e, None));
             }
         };
-        let entry = self
-            .tenant_entry(&identity.tenant)
-            .await
-            .map_err(|e| (e, None))?;
+        let entry = match self.tenant_entry(&identity.tenant).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                // A valid credential of an unknown or disabled tenant: refused, and recorded on the
+                // platform chain (the tenant's own chain may not exist).
+                if e.kind() == wattos_core::ErrorKind::Unauthenticated
+                    && let Ok(platform) = TenantId::new(PLATFORM_AUDIT_TENANT)
+                {
+                    self.audit_event(
+                        &platform,
+                        &identity.principal.subject,
+                        actions::AUTH_FAILED,
+                        &format!("tenant:{}", identity.tenant),
+                        Outcome::Denied,
+                        request_id.as_str(),
+                        Some(e.message().to_owned()),
+                    )
+                    .await;
+                }
+                return Err((e, None));
+            }
+        };
         let permissions =
             self.permissions(&identity.tenant, &identity.principal.roles, &entry.config);
         tracing::Span::current().record("tenant_id", identity.tenant.as_str());
@@ -292,9 +311,34 @@ where
             let meta = req.extensions().get::<RequestMeta>().cloned();
             match auth.admit(req.headers(), meta.as_ref()).await {
                 Ok(admitted) => {
+                    let method = req.method().clone();
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(|m| m.as_str().to_owned());
+                    let caller = admitted.auth.clone();
                     req.extensions_mut().insert(admitted.auth.ctx.clone());
                     req.extensions_mut().insert(admitted.auth);
-                    let mut resp = inner.call(req).await?;
+                    let (resp, audited) = mutations::tracked(inner.call(req)).await;
+                    let mut resp = resp?;
+                    // Every successful state change is audited, here, once, unless the handler
+                    // wrote its own record.
+                    if let Some(route) = route
+                        && !audited
+                        && resp.status().is_success()
+                        && mutations::is_mutation(&method, &route)
+                    {
+                        auth.audit_event(
+                            caller.tenant(),
+                            &caller.ctx.principal().subject,
+                            &mutations::mutation_action(&method, &route),
+                            &route,
+                            Outcome::Success,
+                            caller.ctx.request_id().as_str(),
+                            Some(format!("{method} {}", resp.status().as_u16())),
+                        )
+                        .await;
+                    }
                     if let Some(d) = &admitted.tightest {
                         rate_headers(resp.headers_mut(), d);
                     }

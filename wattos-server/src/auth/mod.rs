@@ -24,6 +24,7 @@ mod apikey;
 pub(crate) use apikey::hmac_sha256;
 mod jwt;
 mod layer;
+mod mutations;
 mod ratelimit;
 mod revocation;
 mod service;
@@ -37,6 +38,7 @@ pub use layer::{
     AuthLayer, AuthService, Authenticated, RequirePermission, RequirePermissionLayer,
     credentials_from,
 };
+pub use mutations::{QUERY_ROUTES, is_mutation, mutation_action};
 #[cfg(feature = "redis")]
 pub use ratelimit::RedisRateLimiter;
 pub use ratelimit::{
@@ -45,4 +47,4 @@ pub use ratelimit::{
 pub use revocation::MemoryRevocations;
 #[cfg(feature = "redis")]
 pub use revocation::RedisRevocations;
-pub use service::{Auth, AuthParts, PLATFORM_AUDIT_TENANT};
+pub use service::{Auth, AuthParts, DEFAULT_CACHE_TTL, PLATFORM_AUDIT_TENANT};

@@ -5,15 +5,19 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use wattos_core::tenancy::{
-    ApiKeyStore, AuditEvent, AuditLog, Authenticator, Credentials, Identity, Outcome, Permission,
-    PermissionSet, RevocationStore, TenantConfig, TenantStore, effective_permissions,
+    ApiKeyStore, AuditEvent, AuditLog, Authenticator, BuiltinRole, Credentials, Identity, Outcome,
+    Permission, PermissionSet, RevocationStore, TenantConfig, TenantStore, effective_permissions,
 };
 use wattos_core::{Error, Result, TenantId};
+use wattos_llm::router::TenantConfigPolicies;
 
 use super::apikey::{ApiKeyAuthenticator, KeyHasher, looks_like_api_key, now_ms};
 use super::jwt::JwtAuthenticator;
 use super::ratelimit::{ConcurrencyLimiter, MemoryRateLimiter, RateLimiter};
 use crate::tenancy::admin::UsageReporter;
+
+/// How long tenant records, configuration and API key records are cached by default.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The tenant every event without a trustworthy tenant (failed authentication) is audited under.
 pub const PLATFORM_AUDIT_TENANT: &str = "_platform";
@@ -39,6 +43,9 @@ pub struct AuthParts {
     pub custom: Option<Arc<dyn Authenticator>>,
     /// Where usage reports come from (the router's usage sink), when available.
     pub usage: Option<Arc<dyn UsageReporter>>,
+    /// The routers' view of tenant configuration: forgotten with authentication's own cache when
+    /// a configuration changes in this process.
+    pub policies: Option<Arc<TenantConfigPolicies>>,
     /// How long tenant records, configuration and API key records are cached.
     pub cache_ttl: Duration,
     /// Deadline given to each request's context, if any.
@@ -72,7 +79,8 @@ impl AuthParts {
             jwt: None,
             custom: None,
             usage: None,
-            cache_ttl: Duration::from_secs(5),
+            policies: None,
+            cache_ttl: DEFAULT_CACHE_TTL,
             request_timeout: None,
             platform_tenant: TenantId::new("platform")
                 .unwrap_or_else(|_| unreachable!("a valid literal id")),
@@ -198,17 +206,23 @@ impl Auth {
         if let Ok(mut c) = self.inner.tenant_cache.write() {
             c.remove(tenant);
         }
+        if let Some(p) = &self.inner.parts.policies {
+            p.invalidate(tenant);
+        }
     }
 
     /// The permissions of `roles` in `tenant` under its configuration. `platform:admin` is kept only
-    /// for principals of the platform tenant.
+    /// for principals of the platform tenant; the `system` role (WattOS's own background work,
+    /// [`wattos_core::Principal::system`]) grants nothing when a credential names it.
     pub fn permissions(
         &self,
         tenant: &TenantId,
         roles: &[String],
         config: &TenantConfig,
     ) -> PermissionSet {
-        let perms = effective_permissions(roles, &config.roles);
+        let system = BuiltinRole::System.name();
+        let granted: Vec<String> = roles.iter().filter(|r| *r != system).cloned().collect();
+        let perms = effective_permissions(&granted, &config.roles);
         if *tenant == self.inner.parts.platform_tenant {
             perms
         } else {
@@ -219,6 +233,7 @@ impl Auth {
     /// Appends an audit event; failures are logged, never returned (auditing must not turn a
     /// request into an error after its effect happened).
     pub async fn audit(&self, event: AuditEvent) {
+        super::mutations::mark_audited();
         if let Err(e) = self.inner.parts.audit.append(event).await {
             tracing::error!(error = %e, "audit append failed");
         }

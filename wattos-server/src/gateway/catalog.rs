@@ -49,7 +49,6 @@ pub enum ModelKind {
 pub struct ModelCatalog {
     chat: BTreeMap<String, (ModelInfo, Arc<dyn ChatModel>)>,
     embedding: BTreeMap<String, (ModelInfo, Arc<dyn EmbeddingModel>)>,
-    policies: Option<Arc<super::routing::PolicySync>>,
 }
 
 impl std::fmt::Debug for ModelCatalog {
@@ -110,20 +109,6 @@ impl ModelCatalog {
             kind: ModelKind::Embedding,
         };
         self.embedding.insert(id, (info, model));
-    }
-
-    /// Keeps the routers' tenant policies in step with tenant configuration (see
-    /// [`ModelCatalog::apply_tenant_config`]).
-    pub fn set_policy_sync(&mut self, sync: Arc<super::routing::PolicySync>) {
-        self.policies = Some(sync);
-    }
-
-    /// Puts the caller's tenant configuration (allow-list, budgets) in force in the routers before
-    /// a call. A no-op without routers or without a configuration (authentication off).
-    pub fn apply_tenant_config(&self, ctx: &RequestContext, config: Option<&Arc<TenantConfig>>) {
-        if let (Some(sync), Some(cfg)) = (&self.policies, config) {
-            sync.apply(ctx.tenant(), cfg);
-        }
     }
 
     /// The models the caller's tenant may use: [`ModelCatalog::list`] filtered by the tenant's

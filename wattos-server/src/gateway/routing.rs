@@ -29,7 +29,7 @@
 //! already uses the name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -38,12 +38,10 @@ use wattos_core::health::{ComponentHealth, HealthCheck, HealthStatus};
 use wattos_core::llm::ChatModel;
 use wattos_core::resilience::BreakerState;
 use wattos_core::state::{BudgetStore, WindowStore};
-use wattos_core::tenancy::TenantConfig;
-use wattos_core::{Error, Result, TenantId};
+use wattos_core::{Error, Result};
 use wattos_llm::pricing::{ModelPrice, PriceTable};
 use wattos_llm::router::{
-    Budget, BudgetPeriod, Deployment, EmbeddingRouter, ModelGroup, Price, Router, RouterHealth,
-    Strategy, TenantPolicy,
+    Deployment, EmbeddingRouter, ModelGroup, PolicySource, Price, Router, RouterHealth, Strategy,
 };
 use wattos_llm::usage::UsageSink;
 
@@ -174,6 +172,9 @@ pub struct RouterBackends {
     pub chat_usage: Option<Arc<dyn UsageSink>>,
     /// Where embedding usage goes.
     pub embedding_usage: Option<Arc<dyn UsageSink>>,
+    /// Where every router finds the calling tenant's policy (allow-list, budget) on each call:
+    /// the tenant registry's configuration when authentication is on.
+    pub policies: Option<Arc<dyn PolicySource>>,
 }
 
 impl std::fmt::Debug for RouterBackends {
@@ -389,78 +390,10 @@ fn configure<M: ?Sized + Send + Sync + 'static>(
     if let Some(u) = usage {
         b = b.usage_sink(u);
     }
+    if let Some(p) = &backends.policies {
+        b = b.policy_source(p.clone());
+    }
     b
-}
-
-/// The monthly "limit" of tenants without a budget: high enough never to bind, so their spend is
-/// still counted and a budget set later sees what the month already cost.
-pub const UNLIMITED_MONTHLY_USD: f64 = 1e9;
-
-/// The router policy for a tenant's configuration: its allow-list and its monthly spend limit
-/// (every tenant's monthly spend is tracked; see [`UNLIMITED_MONTHLY_USD`]). Request rate limits
-/// are enforced by the authentication layer, before the router.
-pub fn tenant_policy(cfg: &TenantConfig) -> TenantPolicy {
-    let mut p = TenantPolicy::default();
-    if !cfg.allowed_models.is_empty() {
-        p = p.allow_models(cfg.allowed_models.iter().cloned());
-    }
-    let usd = cfg.budgets.monthly_usd.unwrap_or(UNLIMITED_MONTHLY_USD);
-    p.with_budget(Budget::new(usd, BudgetPeriod::Monthly))
-}
-
-/// Keeps the routers' tenant policies in step with the tenants' configuration: the gateway hands
-/// it the caller's configuration on every call; only a changed configuration is re-applied.
-#[derive(Default)]
-pub struct PolicySync {
-    chat: Option<Arc<Router>>,
-    embedding: Vec<Arc<EmbeddingRouter>>,
-    applied: RwLock<HashMap<TenantId, Arc<TenantConfig>>>,
-}
-
-impl std::fmt::Debug for PolicySync {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicySync")
-            .field("embedding_routers", &self.embedding.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PolicySync {
-    /// Syncs policies into these routers.
-    pub fn new(chat: Option<Arc<Router>>, embedding: Vec<Arc<EmbeddingRouter>>) -> Self {
-        Self {
-            chat,
-            embedding,
-            applied: RwLock::default(),
-        }
-    }
-
-    /// Applies `cfg` as `tenant`'s policy unless it is already in force. The common case (same
-    /// configuration as last time) takes only a shared read lock.
-    pub fn apply(&self, tenant: &TenantId, cfg: &Arc<TenantConfig>) {
-        if let Ok(applied) = self.applied.read()
-            && let Some(old) = applied.get(tenant)
-            && Arc::ptr_eq(old, cfg)
-        {
-            return;
-        }
-        let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = applied.get(tenant)
-            && (Arc::ptr_eq(old, cfg) || **old == **cfg)
-        {
-            // Same content in a fresh allocation (the auth cache was refreshed): remember it.
-            applied.insert(tenant.clone(), cfg.clone());
-            return;
-        }
-        let policy = tenant_policy(cfg);
-        if let Some(r) = &self.chat {
-            r.set_tenant_policy(tenant.clone(), policy.clone());
-        }
-        for r in &self.embedding {
-            r.set_tenant_policy(tenant.clone(), policy.clone());
-        }
-        applied.insert(tenant.clone(), cfg.clone());
-    }
 }
 
 /// A `/health` component per deployment (`provider:<name>`): its breaker state, degraded while the
@@ -562,21 +495,5 @@ mod tests {
         let t: toml::Table = toml::from_str("[groups.chat]\ndeployment = [\"a\"]\n").unwrap();
         let e = RouterConfig::from_table(t).unwrap_err();
         assert!(e.message().contains("deployment"), "{e}");
-    }
-
-    #[test]
-    fn tenant_config_becomes_allow_list_and_monthly_budget() {
-        let mut cfg = TenantConfig::default();
-        let unlimited = tenant_policy(&cfg);
-        assert_eq!(unlimited.allowed_models, None);
-        assert_eq!(
-            unlimited.budget,
-            Some(Budget::new(UNLIMITED_MONTHLY_USD, BudgetPeriod::Monthly))
-        );
-        cfg.allowed_models = vec!["m1".into()];
-        cfg.budgets.monthly_usd = Some(2.5);
-        let p = tenant_policy(&cfg);
-        assert_eq!(p.allowed_models, Some(vec!["m1".to_owned()]));
-        assert_eq!(p.budget, Some(Budget::new(2.5, BudgetPeriod::Monthly)));
     }
 }

@@ -74,7 +74,8 @@ fn guard(
     }
 }
 
-/// The RAG routes; with `auth`, writes need `rag:ingest` and reads `rag:query`.
+/// The RAG routes; with `auth`, writes need `rag:ingest`, reads `rag:query`, and `answer` (which
+/// invokes the chat model) also `chat:invoke`.
 pub fn routes(auth: Option<&Auth>) -> Router<AppState> {
     let ingest = |r| guard(r, auth, Permission::RagIngest);
     let query = |r| guard(r, auth, Permission::RagQuery);
@@ -105,7 +106,8 @@ pub fn routes(auth: Option<&Auth>) -> Router<AppState> {
         )
         .route(
             "/v1/rag/collections/{collection}/answer",
-            query(post(answer)),
+            // Answering invokes the chat model: it needs what the chat API needs, too.
+            query(guard(post(answer), auth, Permission::ChatInvoke)),
         )
 }
 
@@ -573,8 +575,12 @@ impl Ingested {
         (status = 200, description = "Per-document results: at least one document was stored or unchanged (a failed document does not fail the request)", body = IngestResponse),
         (status = 400, description = "Invalid body, or every document failed (nothing was stored; the message names the first failure)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Missing rag:ingest", body = ErrorBody),
+        (status = 403, description = "Missing rag:ingest, or the embedding model is not allowed for the tenant (nothing was stored)", body = ErrorBody),
         (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent", body = ErrorBody),
+        (status = 429, description = "A rate limit of the tenant or the model; see Retry-After", body = ErrorBody),
+        (status = 502, description = "Model failure", body = ErrorBody),
+        (status = 503, description = "The model is unavailable or overloaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn ingest_json(
@@ -655,9 +661,13 @@ fn multipart_err(e: axum::extract::multipart::MultipartError) -> Response {
         (status = 200, description = "Per-document results: at least one file was stored or unchanged", body = IngestResponse),
         (status = 400, description = "Invalid form, or every file failed (nothing was stored; the message names the first failure)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Missing rag:ingest", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent", body = ErrorBody),
+        (status = 403, description = "Missing rag:ingest, or the embedding model is not allowed for the tenant (nothing was stored)", body = ErrorBody),
         (status = 404, description = "No such collection", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 429, description = "A rate limit of the tenant or the model; see Retry-After", body = ErrorBody),
+        (status = 502, description = "Model failure", body = ErrorBody),
+        (status = 503, description = "The model is unavailable or overloaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn ingest_files(
@@ -915,8 +925,12 @@ fn search_request(
         (status = 200, description = "Hits, best first", body = SearchResponse),
         (status = 400, description = "Invalid body or filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Missing rag:query", body = ErrorBody),
+        (status = 403, description = "Missing rag:query, or the embedding model is not allowed for the tenant", body = ErrorBody),
         (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent", body = ErrorBody),
+        (status = 429, description = "A rate limit of the tenant or the model; see Retry-After", body = ErrorBody),
+        (status = 502, description = "Model failure", body = ErrorBody),
+        (status = 503, description = "The model is unavailable or overloaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn search(
@@ -1003,10 +1017,12 @@ fn answer_json(model: String, a: wattos_rag::answer::Answer) -> AnswerResponse {
             content((AnswerResponse = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body or filter", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Missing rag:query", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent", body = ErrorBody),
+        (status = 403, description = "Missing rag:query or chat:invoke, or a model the tenant may not use", body = ErrorBody),
         (status = 404, description = "No such collection, or no such conversation (or another user's)", body = ErrorBody),
+        (status = 429, description = "A rate limit of the tenant or the model; see Retry-After", body = ErrorBody),
         (status = 502, description = "Model failure", body = ErrorBody),
-        (status = 503, description = "No chat model, or conversations not configured", body = ErrorBody),
+        (status = 503, description = "No chat model, conversations not configured, or the model is overloaded; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn answer(

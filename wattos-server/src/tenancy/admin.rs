@@ -195,6 +195,12 @@ pub async fn create_key(
     }
     let config = auth.parts().tenants.get_config(tenant).await?;
     for role in &req.roles {
+        if role == BuiltinRole::System.name() {
+            return Err(Error::invalid_field(
+                "roles",
+                "`system` is WattOS's own role and cannot be given to a key",
+            ));
+        }
         if BuiltinRole::from_name(role).is_none() && config.roles.get(role).is_none() {
             return Err(Error::invalid_field(
                 "roles",
@@ -400,6 +406,14 @@ pub async fn create_tenant(
     if req.name.trim().is_empty() || req.name.len() > 256 {
         return Err(Error::invalid_field("name", "must be 1..=256 characters"));
     }
+    // `platform` (the platform tenant, created at start) and `_`-prefixed ids (internal chains
+    // such as the platform audit tenant) are the server's own.
+    if req.id == auth.parts().platform_tenant || req.id.as_str().starts_with('_') {
+        return Err(Error::invalid_field(
+            "id",
+            format!("`{}` is a reserved tenant id", req.id),
+        ));
+    }
     let tenant = Tenant {
         id: req.id,
         name: req.name,
@@ -510,6 +524,39 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     /// Page size.
     pub limit: Option<u32>,
+    /// Whose chain: the caller's own tenant by default. A platform administrator may name any
+    /// tenant, including the platform chain `_platform` (refused authentication of every tenant).
+    pub tenant: Option<TenantId>,
+}
+
+/// Query string of `GET /v1/admin/audit/verify`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuditChainQuery {
+    /// As [`AuditQuery::tenant`].
+    pub tenant: Option<TenantId>,
+}
+
+/// The audit chain `caller` asked for: its own, or (platform administrators only, a denial is
+/// audited) any tenant's.
+async fn audit_chain(
+    auth: &Auth,
+    caller: &Authenticated,
+    requested: Option<TenantId>,
+) -> Result<TenantId> {
+    need(caller, Permission::AuditRead)?;
+    match requested {
+        None => Ok(caller.tenant().clone()),
+        Some(t) if t == *caller.tenant() => Ok(t),
+        Some(t) => {
+            if let Err(e) = need(caller, Permission::PlatformAdmin) {
+                auth.audit_denied(caller, Permission::PlatformAdmin, &format!("audit:{t}"))
+                    .await;
+                return Err(e);
+            }
+            Ok(t)
+        }
+    }
 }
 
 async fn h_audit(
@@ -517,7 +564,7 @@ async fn h_audit(
     caller: Authenticated,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    need(&caller, Permission::AuditRead)?;
+    let chain = audit_chain(&auth, &caller, q.tenant).await?;
     let filter = AuditFilter {
         action: q.action,
         actor: q.actor,
@@ -530,20 +577,16 @@ async fn h_audit(
         before: q.before,
         limit: q.limit.unwrap_or(100),
     };
-    Ok(Json(
-        auth.parts()
-            .audit
-            .query(caller.tenant(), &filter, page)
-            .await?,
-    ))
+    Ok(Json(auth.parts().audit.query(&chain, &filter, page).await?))
 }
 
 async fn h_audit_verify(
     State(auth): State<Auth>,
     caller: Authenticated,
+    Query(q): Query<AuditChainQuery>,
 ) -> ApiResult<Json<ChainReport>> {
-    need(&caller, Permission::AuditRead)?;
-    Ok(Json(auth.parts().audit.verify(caller.tenant()).await?))
+    let chain = audit_chain(&auth, &caller, q.tenant).await?;
+    Ok(Json(auth.parts().audit.verify(&chain).await?))
 }
 
 /// Query string of `GET /v1/admin/usage`.
@@ -692,34 +735,69 @@ async fn h_tenant_create_key(
 /// | GET, DELETE | `/v1/admin/keys/{id}` | `keys:manage` |
 /// | POST | `/v1/admin/tokens/revoke` | `keys:manage` |
 /// | GET, PUT | `/v1/admin/config` | `tenant:configure` |
-/// | GET | `/v1/admin/audit`, `/v1/admin/audit/verify` | `audit:read` |
+/// | GET | `/v1/admin/audit`, `/v1/admin/audit/verify` | `audit:read` (`?tenant=` of another tenant, e.g. `_platform`: `platform:admin`) |
 /// | GET | `/v1/admin/usage` | `usage:read` |
 /// | POST, GET | `/v1/admin/tenants` | `platform:admin` |
 /// | GET, PATCH | `/v1/admin/tenants/{id}` | `platform:admin` |
 /// | GET, PUT | `/v1/admin/tenants/{id}/config` | `platform:admin` |
 /// | POST | `/v1/admin/tenants/{id}/keys` | `platform:admin` |
 pub fn admin_routes<S: Clone + Send + Sync + 'static>(auth: Auth) -> Router<S> {
+    // The permission of each route is checked (and every denial audited) by the route layer; the
+    // handlers' own checks stay for the library functions they call and for finer rules.
+    let keys = auth.require(Permission::KeysManage);
+    let configure = auth.require(Permission::TenantConfigure);
+    let audit = auth.require(Permission::AuditRead);
+    let usage = auth.require(Permission::UsageRead);
+    let platform = auth.require(Permission::PlatformAdmin);
     Router::new()
-        .route("/v1/admin/keys", post(h_create_key).get(h_list_keys))
-        .route("/v1/admin/keys/{id}", get(h_get_key).delete(h_revoke_key))
-        .route("/v1/admin/tokens/revoke", post(h_revoke_token))
-        .route("/v1/admin/config", get(h_get_config).put(h_put_config))
-        .route("/v1/admin/audit", get(h_audit))
-        .route("/v1/admin/audit/verify", get(h_audit_verify))
-        .route("/v1/admin/usage", get(h_usage))
+        .route(
+            "/v1/admin/keys",
+            post(h_create_key)
+                .get(h_list_keys)
+                .route_layer(keys.clone()),
+        )
+        .route(
+            "/v1/admin/keys/{id}",
+            get(h_get_key)
+                .delete(h_revoke_key)
+                .route_layer(keys.clone()),
+        )
+        .route(
+            "/v1/admin/tokens/revoke",
+            post(h_revoke_token).route_layer(keys),
+        )
+        .route(
+            "/v1/admin/config",
+            get(h_get_config).put(h_put_config).route_layer(configure),
+        )
+        .route("/v1/admin/audit", get(h_audit).route_layer(audit.clone()))
+        .route(
+            "/v1/admin/audit/verify",
+            get(h_audit_verify).route_layer(audit),
+        )
+        .route("/v1/admin/usage", get(h_usage).route_layer(usage))
         .route(
             "/v1/admin/tenants",
-            post(h_create_tenant).get(h_list_tenants),
+            post(h_create_tenant)
+                .get(h_list_tenants)
+                .route_layer(platform.clone()),
         )
         .route(
             "/v1/admin/tenants/{id}",
-            get(h_get_tenant).patch(h_update_tenant),
+            get(h_get_tenant)
+                .patch(h_update_tenant)
+                .route_layer(platform.clone()),
         )
         .route(
             "/v1/admin/tenants/{id}/config",
-            get(h_tenant_get_config).put(h_tenant_put_config),
+            get(h_tenant_get_config)
+                .put(h_tenant_put_config)
+                .route_layer(platform.clone()),
         )
-        .route("/v1/admin/tenants/{id}/keys", post(h_tenant_create_key))
+        .route(
+            "/v1/admin/tenants/{id}/keys",
+            post(h_tenant_create_key).route_layer(platform),
+        )
         .with_state(auth)
 }
 

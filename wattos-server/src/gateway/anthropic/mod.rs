@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use wattos_core::llm::{ChatDelta, ChatStream, Usage};
 
 use super::GatewayState;
-use super::context::{CallerConfig, Ctx};
+use super::context::Ctx;
 use crate::error::ApiError;
 
 /// An error rendered in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
@@ -53,11 +53,9 @@ impl IntoResponse for AnthropicError {
 pub async fn messages<S: GatewayState>(
     State(state): State<S>,
     ctx: Result<Ctx, ApiError>,
-    CallerConfig(config): CallerConfig,
     body: axum::body::Bytes,
 ) -> Result<Response, AnthropicError> {
     let Ctx(ctx) = ctx?;
-    state.catalog().apply_tenant_config(&ctx, config.as_ref());
     let req: types::MessagesRequest = super::openai::parse_body(&body)?;
     let stream = req.is_stream();
     let neutral = req.into_neutral()?;

@@ -47,10 +47,8 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResu
 pub async fn chat_completions<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
-    CallerConfig(config): CallerConfig,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    state.catalog().apply_tenant_config(&ctx, config.as_ref());
     let req: ChatCompletionRequest = parse_body(&body)?;
     let stream = req.is_stream();
     let include_usage = req.include_usage();
@@ -155,10 +153,8 @@ fn error_body(e: wattos_core::Error) -> ErrorBody {
 pub async fn embeddings<S: GatewayState>(
     State(state): State<S>,
     Ctx(ctx): Ctx,
-    CallerConfig(config): CallerConfig,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<embeddings::EmbeddingList>> {
-    state.catalog().apply_tenant_config(&ctx, config.as_ref());
     let req: embeddings::EmbeddingRequest = parse_body(&body)?;
     let inputs = req.inputs()?;
     let encoding = req.encoding()?;
