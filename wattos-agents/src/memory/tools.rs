@@ -140,10 +140,29 @@ pub async fn recall_message(
     ))))
 }
 
+/// Longest `text` / `query` the tools take, in characters (also in their schemas, so a local
+/// model's constrained decoding closes the string in time).
+const MAX_ARG_CHARS: usize = 200;
+
+fn check_len(field: &str, value: &str) -> Result<(), ToolError> {
+    if value.trim().is_empty() {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field} must not be empty"
+        )));
+    }
+    if value.chars().count() > MAX_ARG_CHARS {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field} is longer than {MAX_ARG_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Arguments of `remember`.
 #[derive(Deserialize, schemars::JsonSchema)]
 struct RememberArgs {
     /// The fact to remember, as a short sentence.
+    #[schemars(length(min = 1, max = 200))]
     text: String,
 }
 
@@ -151,6 +170,7 @@ struct RememberArgs {
 #[derive(Deserialize, schemars::JsonSchema)]
 struct RecallArgs {
     /// What to look for.
+    #[schemars(length(min = 1, max = 200))]
     query: String,
 }
 
@@ -170,6 +190,7 @@ impl Tool for RememberTool {
     }
     async fn invoke(&self, ctx: &RequestContext, args: Value) -> Result<Value, ToolError> {
         let args: RememberArgs = parse_args(args)?;
+        check_len("text", &args.text)?;
         let ns = self.0.namespace(ctx)?;
         let m = self
             .0
@@ -193,11 +214,7 @@ impl Tool for RecallTool {
     }
     async fn invoke(&self, ctx: &RequestContext, args: Value) -> Result<Value, ToolError> {
         let args: RecallArgs = parse_args(args)?;
-        if args.query.trim().is_empty() {
-            return Err(ToolError::InvalidArguments(
-                "query must not be empty".into(),
-            ));
-        }
+        check_len("query", &args.query)?;
         let ns = self.0.namespace(ctx)?;
         let hits = self
             .0
