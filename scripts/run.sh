@@ -12,6 +12,10 @@ command -v cargo >/dev/null || { echo "run: cargo not found; install Rust 1.95+ 
 WATTOS_MODELS__DIR="$(scripts/fetch-models.sh)"
 export WATTOS_MODELS__DIR
 export WATTOS_TELEMETRY__LOG_FORMAT="${WATTOS_TELEMETRY__LOG_FORMAT:-pretty}"
+# Data lives in a per-user folder, not in the checkout (unless WATTOS_DATA_DIR says otherwise).
+export WATTOS_DATA_DIR="${WATTOS_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/wattos}"
+mkdir -p "$WATTOS_DATA_DIR"
+echo "run: data in $WATTOS_DATA_DIR" >&2
 
 profile=()
 [[ -n "${WATTOS_PROFILE:-}" ]] && profile=(--profile "$WATTOS_PROFILE")

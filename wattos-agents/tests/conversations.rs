@@ -283,7 +283,10 @@ async fn sqlite_conformance_and_reopen() {
 #[tokio::test]
 async fn postgres_conformance() {
     let Ok(url) = std::env::var("PG_TEST_URL") else {
-        eprintln!("SKIPPED: postgres_conformance needs PG_TEST_URL");
+        wattos_core::test_utils::skip::skip(
+            "Postgres conversation store",
+            "PG_TEST_URL is not set",
+        );
         return;
     };
     let prefix = format!("conv_{}_", std::process::id());

@@ -35,10 +35,7 @@ fn run_id() -> String {
 
 /// Prints `SKIPPED: why`; under `CI=true` a skip is a failure.
 fn skip(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why} (CI=true: this machine provides it, so a skip is a failure)");
-    }
-    eprintln!("SKIPPED: {why}");
+    wattos_core::test_utils::skip::skip("memory test", why);
 }
 
 /// The local MiniLM, loaded once per test binary.
@@ -101,12 +98,14 @@ async fn keyword_ranking_misses_paraphrases_that_the_semantic_suite_requires() {
     assert!(err.to_string().contains("should find"), "{err}");
 }
 
-/// Semantic ranking of the hand-written paraphrase cases with the local MiniLM. Ignored (so it is
-/// listed as such in every run) until the cases are fixed: MiniLM puts "She does follow the news
-/// every morning." ahead of "The user is vegetarian and never eats meat." for "what diet does she
-/// follow" (issue #23 stays open on this).
+/// Semantic ranking of the hand-written question-to-fact cases with the local MiniLM. Ignored (so
+/// it is listed as such in every run): all-MiniLM-L6-v2 ranks by surface similarity and gets only
+/// one of the three cases right. Cosine similarities measured on 2026-12-05 (fact vs the best
+/// distractor): "what diet does she follow" 0.286 vs 0.462; "when does my kid begin class" 0.684
+/// vs 0.676 (right); "which medicines should doctors avoid giving me" 0.441 vs 0.557. A stronger
+/// (asymmetric) embedder or a cross-encoder rerank is needed; issue #23 stays open on this.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "MiniLM misranks the first hand-written paraphrase case; issue #23 open"]
+#[ignore = "all-MiniLM-L6-v2 misranks two of the three question-to-fact cases; issue #23 open"]
 async fn semantic_ranking_with_minilm_beats_word_overlap() {
     let Some(index) = index_in(None) else {
         return;
@@ -118,7 +117,7 @@ async fn semantic_ranking_with_minilm_beats_word_overlap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_memory_semantic_conformance() {
+async fn in_memory_conformance_with_the_minilm_index() {
     let Some(index) = index_in(None) else {
         return;
     };
@@ -127,7 +126,7 @@ async fn in_memory_semantic_conformance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_conformance_semantic_and_restart() {
+async fn sqlite_conformance_with_the_minilm_index_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("memories.db");
     // Keyword-only first (no model needed).
@@ -154,7 +153,7 @@ async fn sqlite_conformance_semantic_and_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_conformance_semantic_and_restart() {
+async fn postgres_conformance_with_the_minilm_index_and_restart() {
     let Some(plain) = pg_store(None).await else {
         return;
     };
@@ -386,8 +385,9 @@ fn load_smollm() -> Option<wattos_llm::local::SmolLm> {
 /// End to end on the local SmolLM2-135M (greedy): run 1 is told a fact and must call `remember`
 /// (the tool choice names it, so the local model's grammar forces a schema-valid call; the text is
 /// the model's own); run 2, a fresh run of the same user, must call `recall` and answer from it.
+/// The tools' `maxLength` (200 characters) is what lets a small model that keeps writing close its
+/// arguments in time: greedy SmolLM2-135M repeats its sentence until the grammar ends the string.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "SmolLM2-135M writes a runaway string inside the forced remember call, so no call parses; issue #23 open"]
 async fn react_agent_remembers_across_runs_on_the_local_model() {
     let (Some(model), Some(index)) = (load_smollm(), index_in(None)) else {
         return;
@@ -401,7 +401,7 @@ async fn react_agent_remembers_across_runs_on_the_local_model() {
             .with_tools(tools.tools())
             .with_first_tool_choice(ToolChoice::Tool { name: tool.into() })
             .with_tool_choice(ToolChoice::None)
-            .with_max_tokens(48)
+            .with_max_tokens(96)
             .compile(CompileOptions::new())
             .unwrap()
     };

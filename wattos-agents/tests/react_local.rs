@@ -27,9 +27,12 @@ struct Multiply {
 fn load_model() -> Option<SmolLm> {
     let dir = default_models_dir();
     if !SmolLm::file_in(&dir).is_file() {
-        eprintln!(
-            "SKIPPED: {} is missing; run scripts/fetch-models.sh or set WATTOS_MODELS__DIR",
-            SmolLm::file_in(&dir).display()
+        wattos_core::test_utils::skip::skip(
+            "ReAct on SmolLM2",
+            &format!(
+                "{} is missing; run scripts/fetch-models.sh or set WATTOS_MODELS__DIR",
+                SmolLm::file_in(&dir).display()
+            ),
         );
         return None;
     }

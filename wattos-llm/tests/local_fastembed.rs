@@ -27,10 +27,13 @@ fn models_dir() -> PathBuf {
 async fn fastembed_matches_sentence_transformers_reference() {
     let folder = MiniLmEmbedder::folder_in(models_dir());
     if std::env::var_os("ORT_DYLIB_PATH").is_none() || !folder.join("onnx/model.onnx").is_file() {
-        eprintln!(
-            "SKIPPED: set ORT_DYLIB_PATH (scripts/fetch-models.sh --with-onnxruntime) and export \
-             {}/onnx/model.onnx with tests/fixtures/minilm_onnx_export.py",
-            folder.display()
+        wattos_core::test_utils::skip::skip_optional(
+            "fastembed vs sentence-transformers",
+            &format!(
+                "set ORT_DYLIB_PATH (scripts/fetch-models.sh --with-onnxruntime) and export \
+                 {}/onnx/model.onnx with tests/fixtures/minilm_onnx_export.py",
+                folder.display()
+            ),
         );
         return;
     }

@@ -22,7 +22,10 @@ fn minilm(what: &str) -> Option<Arc<dyn EmbeddingModel>> {
     match wattos_llm::local::MiniLmEmbedder::from_models_dir(&dir) {
         Ok(m) => Some(Arc::new(m)),
         Err(e) => {
-            eprintln!("SKIPPED: {what}: {e} (models dir {})", dir.display());
+            wattos_core::test_utils::skip::skip(
+                what,
+                &format!("{e} (models dir {})", dir.display()),
+            );
             None
         }
     }

@@ -237,7 +237,7 @@ async fn sqlite_feedback_report_and_beir_round_trip() {
 #[tokio::test]
 async fn postgres_feedback_report_and_beir_round_trip() {
     let Ok(url) = std::env::var("PG_TEST_URL") else {
-        eprintln!("SKIPPED: postgres feedback test needs PG_TEST_URL");
+        wattos_core::test_utils::skip::skip("postgres feedback test", "PG_TEST_URL is not set");
         return;
     };
     let prefix = format!("fb_{}_", std::process::id());

@@ -19,7 +19,7 @@ use wattos_rag::jobs::{
 fn nats_url() -> Option<String> {
     let url = std::env::var("NATS_TEST_URL").ok();
     if url.is_none() {
-        eprintln!("SKIPPED: NATS_TEST_URL is not set");
+        wattos_core::test_utils::skip::skip("JetStream queue", "NATS_TEST_URL is not set");
     }
     url
 }

@@ -450,7 +450,10 @@ async fn tenants_are_isolated_and_embedding_apps_register_graphs() {
 #[tokio::test]
 async fn shared_postgres_run_moves_between_instances() {
     let Ok(pg) = std::env::var("PG_TEST_URL") else {
-        eprintln!("SKIPPED: PG_TEST_URL is not set (scripts/test.sh sets it)");
+        wattos_core::test_utils::skip::skip(
+            "shared Postgres agent runs",
+            "PG_TEST_URL is not set (scripts/test.sh sets it)",
+        );
         return;
     };
     let prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]);

@@ -176,14 +176,16 @@ async fn mint(
 #[tokio::test]
 async fn console_in_headless_chromium() {
     let Some(chromium) = chromium() else {
-        eprintln!(
-            "SKIPPED: console e2e: no Chromium at /usr/bin/chromium (scripts/test.sh installs Debian `chromium`)"
+        wattos_core::test_utils::skip::skip(
+            "console e2e",
+            "no Chromium at /usr/bin/chromium (scripts/test.sh installs Debian `chromium`)",
         );
         return;
     };
     if !e2e_dir().join("node_modules/playwright-core").is_dir() {
-        eprintln!(
-            "SKIPPED: console e2e: tests/console/node_modules is missing (scripts/test.sh runs npm ci there)"
+        wattos_core::test_utils::skip::skip(
+            "console e2e",
+            "tests/console/node_modules is missing (scripts/test.sh runs npm ci there)",
         );
         return;
     }

@@ -491,8 +491,9 @@ fn promtool_checks_and_unit_tests_the_rules_and_parses_dashboard_queries() {
         .arg("--version")
         .output()
     else {
-        eprintln!(
-            "SKIPPED: promtool not found (scripts/test.sh installs the Debian `prometheus` package)"
+        wattos_core::test_utils::skip::skip(
+            "promtool rules check",
+            "promtool not found (scripts/test.sh installs the Debian `prometheus` package)",
         );
         return;
     };

@@ -49,7 +49,10 @@ fn services() -> Option<Services> {
     ) {
         (Some(pg), Some(redis), Some(nats)) => Some(Services { pg, redis, nats }),
         _ => {
-            eprintln!("SKIPPED: PG_TEST_URL, REDIS_TEST_URL and NATS_TEST_URL are needed");
+            wattos_core::test_utils::skip::skip(
+                "events over NATS",
+                "PG_TEST_URL, REDIS_TEST_URL and NATS_TEST_URL are needed",
+            );
             None
         }
     }

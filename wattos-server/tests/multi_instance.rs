@@ -46,7 +46,7 @@ fn jwt(tenant: &str, roles: &[&str]) -> String {
 fn env(name: &str) -> Option<String> {
     let v = std::env::var(name).ok().filter(|v| !v.is_empty());
     if v.is_none() {
-        eprintln!("SKIPPED: {name} is not set");
+        wattos_core::test_utils::skip::skip("multi-instance test", &format!("{name} is not set"));
     }
     v
 }

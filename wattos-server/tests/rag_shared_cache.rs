@@ -20,7 +20,10 @@ use wattos_server::rag::{PgVectorBackend, RagBackend};
 fn env(name: &str) -> Option<String> {
     let value = std::env::var(name).ok().filter(|v| !v.is_empty());
     if value.is_none() {
-        eprintln!("SKIPPED: {name} is not set (scripts/test.sh sets it)");
+        wattos_core::test_utils::skip::skip(
+            "shared RAG cache",
+            &format!("{name} is not set (scripts/test.sh sets it)"),
+        );
     }
     value
 }

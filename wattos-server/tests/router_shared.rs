@@ -63,7 +63,10 @@ async fn two_instances_share_the_tenant_budget_through_redis() {
         std::env::var("PG_TEST_URL"),
         std::env::var("REDIS_TEST_URL"),
     ) else {
-        eprintln!("SKIPPED: PG_TEST_URL and REDIS_TEST_URL are needed (scripts/test.sh sets them)");
+        wattos_core::test_utils::skip::skip(
+            "shared router budget",
+            "PG_TEST_URL and REDIS_TEST_URL are needed (scripts/test.sh sets them)",
+        );
         return;
     };
     let nats = std::env::var("NATS_TEST_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());

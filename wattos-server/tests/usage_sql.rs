@@ -129,7 +129,10 @@ async fn sqlite_usage_store() {
 #[tokio::test]
 async fn postgres_usage_store() {
     let Ok(base) = std::env::var("PG_TEST_URL") else {
-        eprintln!("SKIPPED: PG_TEST_URL is not set (scripts/test.sh sets it)");
+        wattos_core::test_utils::skip::skip(
+            "Postgres usage store",
+            "PG_TEST_URL is not set (scripts/test.sh sets it)",
+        );
         return;
     };
     let schema = format!("wattos_usage_{}", uuid::Uuid::new_v4().simple());

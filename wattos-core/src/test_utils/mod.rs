@@ -4,3 +4,4 @@ pub mod chat;
 pub mod embed;
 pub mod fuzz;
 pub mod json;
+pub mod skip;

@@ -452,7 +452,10 @@ mod tests {
         use candle_core::quantized::gguf_file::Content;
         use candle_transformers::models::quantized_llama::ModelWeights;
         let Some(dir) = std::env::var_os("WATTOS_MODELS__DIR") else {
-            eprintln!("SKIPPED: WATTOS_MODELS__DIR is not set");
+            wattos_core::test_utils::skip::skip(
+                "SmolLM2 logits vs candle",
+                "WATTOS_MODELS__DIR is not set",
+            );
             return;
         };
         let path = std::path::Path::new(&dir).join(crate::local::SMOLLM_CACHE_FILE);

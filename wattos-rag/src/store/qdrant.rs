@@ -518,7 +518,10 @@ mod tests {
     #[tokio::test]
     async fn qdrant_passes_conformance_and_restart() {
         let Ok(url) = std::env::var("QDRANT_URL") else {
-            eprintln!("SKIPPED: qdrant conformance: QDRANT_URL is not set (no Qdrant server)");
+            wattos_core::test_utils::skip::skip_optional(
+                "qdrant conformance",
+                "QDRANT_URL is not set (no Qdrant server)",
+            );
             return;
         };
         let collection = format!("wattos_conf_{}", std::process::id());

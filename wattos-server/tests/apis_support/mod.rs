@@ -19,8 +19,9 @@ pub(crate) fn models_dir() -> Option<String> {
     match std::env::var("WATTOS_MODELS__DIR") {
         Ok(d) if Path::new(&d).join("all-minilm-l6-v2").exists() => Some(d),
         _ => {
-            eprintln!(
-                "SKIPPED: WATTOS_MODELS__DIR is not set to the local models folder (scripts/fetch-models.sh prints it)"
+            wattos_core::test_utils::skip::skip(
+                "local-model API test",
+                "WATTOS_MODELS__DIR is not set to the local models folder (scripts/fetch-models.sh prints it)",
             );
             None
         }
