@@ -346,30 +346,13 @@ fn jwt(tenant: &str, roles: &[&str]) -> String {
 /// Serves the configured server (auth on), sends the kinds of requests operators see, and
 /// returns the metric names /metrics then exposes.
 async fn exposed_metric_names() -> BTreeSet<String> {
-    let dir = std::env::temp_dir().join(format!(
-        "wattos-dashboards-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let env = [
-        ("WATTOS_DATA_DIR", dir.display().to_string()),
-        ("WATTOS_AUTH__MODE", "required".into()),
-        (
-            "WATTOS_AUTH__KEY_PEPPER",
-            "pepper-for-the-dashboards-test".into(),
-        ),
-        ("WATTOS_AUTH__JWT__HS256_SECRET", SECRET.into()),
-        ("WATTOS_AUTH__JWT__ISSUER", "wattos-tests".into()),
-        ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
-        ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
-        ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
-    ];
-    let sources = ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    };
+    let env = jwt_support::required_auth_env("dashboards", SECRET, "wattos-tests");
+    let dir = env
+        .iter()
+        .find(|(k, _)| k == "WATTOS_DATA_DIR")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let sources = ConfigSources { file: None, env };
     let state = build_state(Settings::from_sources(&sources).unwrap())
         .await
         .unwrap();

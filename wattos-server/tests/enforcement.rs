@@ -60,23 +60,7 @@ impl Server {
             "[llm.providers.pol-oai]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-test\"\nmodel = \"gpt-4o-mini\"\nprice = {{ input = 1000.0, output = 1000.0 }}\nembedding_model = \"text-embedding-3-small\"\n",
             mock.base_url()
         );
-        let dir = std::env::temp_dir().join(format!(
-            "wattos-enforcement-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let env = [
-            ("WATTOS_DATA_DIR", dir.display().to_string()),
-            ("WATTOS_AUTH__MODE", "required".into()),
-            (
-                "WATTOS_AUTH__KEY_PEPPER",
-                "pepper-for-the-test-suite".into(),
-            ),
-            ("WATTOS_AUTH__JWT__HS256_SECRET", SECRET.into()),
-            ("WATTOS_AUTH__JWT__ISSUER", ISSUER.into()),
-            ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
-            ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
-            ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
-        ];
+        let env = jwt_support::required_auth_env("enforcement", SECRET, ISSUER);
         let sources = ConfigSources {
             file: Some(("wattos.toml".into(), file)),
             env: env

@@ -120,26 +120,7 @@ async fn boom() -> &'static str {
 /// The production server (required auth, no local models) with `extra` settings, plus one
 /// embedder route that panics.
 async fn start(extra: &[(&str, &str)]) -> Server {
-    let dir = std::env::temp_dir().join(format!(
-        "wattos-hardening-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut env: Vec<(String, String)> = [
-        ("WATTOS_DATA_DIR", dir.display().to_string()),
-        ("WATTOS_AUTH__MODE", "required".into()),
-        (
-            "WATTOS_AUTH__KEY_PEPPER",
-            "pepper-for-the-test-suite".into(),
-        ),
-        ("WATTOS_AUTH__JWT__HS256_SECRET", SECRET.into()),
-        ("WATTOS_AUTH__JWT__ISSUER", ISSUER.into()),
-        ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
-        ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
-        ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = jwt_support::required_auth_env("hardening", SECRET, ISSUER);
     env.extend(
         extra
             .iter()

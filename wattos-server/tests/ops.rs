@@ -39,27 +39,11 @@ struct Server {
 /// Starts the server as `build_state` builds it from `file` (TOML), with authentication on, and
 /// creates a fresh tenant with an admin key.
 async fn start(file: &str) -> Server {
-    let dir = std::env::temp_dir().join(format!("wattos-ops-{}", uuid::Uuid::new_v4().simple()));
-    let env = [
-        ("WATTOS_DATA_DIR", dir.display().to_string()),
-        ("WATTOS_AUTH__MODE", "required".into()),
-        (
-            "WATTOS_AUTH__KEY_PEPPER",
-            "pepper-for-the-test-suite".into(),
-        ),
-        ("WATTOS_AUTH__JWT__HS256_SECRET", SECRET.into()),
-        ("WATTOS_AUTH__JWT__ISSUER", "wattos-tests".into()),
-        ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
-        ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
-        ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
-        ("WATTOS_SERVER__BODY_LIMIT_BYTES", "65536".into()),
-    ];
+    let mut env = jwt_support::required_auth_env("ops", SECRET, "wattos-tests");
+    env.push(("WATTOS_SERVER__BODY_LIMIT_BYTES".into(), "65536".into()));
     let sources = ConfigSources {
         file: Some(("wattos.toml".into(), file.to_owned())),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
+        env,
     };
     let state = build_state(Settings::from_sources(&sources).unwrap())
         .await

@@ -25,30 +25,8 @@ fn jwt(tenant: &str, roles: &[&str]) -> String {
 
 #[tokio::test]
 async fn required_auth_is_enforced_for_the_api_and_keys_work_end_to_end() {
-    let dir = std::env::temp_dir().join(format!(
-        "wattos-server-auth-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let env = [
-        ("WATTOS_DATA_DIR", dir.display().to_string()),
-        ("WATTOS_AUTH__MODE", "required".into()),
-        (
-            "WATTOS_AUTH__KEY_PEPPER",
-            "pepper-for-the-test-suite".into(),
-        ),
-        ("WATTOS_AUTH__JWT__HS256_SECRET", SECRET.into()),
-        ("WATTOS_AUTH__JWT__ISSUER", "wattos-tests".into()),
-        ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
-        ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
-        ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
-    ];
-    let sources = ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    };
+    let env = jwt_support::required_auth_env("server-auth", SECRET, "wattos-tests");
+    let sources = ConfigSources { file: None, env };
     let state = build_state(Settings::from_sources(&sources).unwrap())
         .await
         .unwrap();

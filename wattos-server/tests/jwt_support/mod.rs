@@ -35,3 +35,28 @@ impl TestIssuer {
         .unwrap()
     }
 }
+
+/// The settings of the production configuration that JWT test files start: `auth.mode =
+/// "required"`, HS256 tokens of `secret` and `issuer` (audience `wattos`), no local models, and
+/// data in a fresh folder under the temp dir named after `label`.
+#[allow(dead_code)] // not every file that signs tokens starts a configured server
+pub(crate) fn required_auth_env(label: &str, secret: &str, issuer: &str) -> Vec<(String, String)> {
+    let dir =
+        std::env::temp_dir().join(format!("wattos-{label}-{}", uuid::Uuid::new_v4().simple()));
+    [
+        ("WATTOS_DATA_DIR", dir.display().to_string()),
+        ("WATTOS_AUTH__MODE", "required".into()),
+        (
+            "WATTOS_AUTH__KEY_PEPPER",
+            "pepper-for-the-test-suite".into(),
+        ),
+        ("WATTOS_AUTH__JWT__HS256_SECRET", secret.into()),
+        ("WATTOS_AUTH__JWT__ISSUER", issuer.into()),
+        ("WATTOS_AUTH__JWT__AUDIENCE", "wattos".into()),
+        ("WATTOS_MODELS__LOCAL_CHAT", "false".into()),
+        ("WATTOS_MODELS__LOCAL_EMBEDDINGS", "false".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
