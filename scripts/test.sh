@@ -61,18 +61,18 @@ fi
 # Every test that cannot run here records why (wattos_core::test_utils::skip); libtest hides the
 # output of passing tests, so the list is printed at the end. Under CI=true such a skip already
 # failed its test; only optional services (Qdrant) may be skipped there.
-WATTOS_SKIP_LOG="$(mktemp -t wattos-skips.XXXXXX)"
-export WATTOS_SKIP_LOG
+TEST_SKIP_LOG="$(mktemp -t wattos-skips.XXXXXX)"
+export TEST_SKIP_LOG
 report_skips() {
   local n
-  n=$(sort -u "$WATTOS_SKIP_LOG" | grep -c . || true)
+  n=$(sort -u "$TEST_SKIP_LOG" | grep -c . || true)
   if [[ "$n" -gt 0 ]]; then
     echo "test: $n skipped test(s):" >&2
-    sort -u "$WATTOS_SKIP_LOG" | sed 's/^/  /' >&2
+    sort -u "$TEST_SKIP_LOG" | sed 's/^/  /' >&2
   else
     echo "test: nothing was skipped" >&2
   fi
-  rm -f "$WATTOS_SKIP_LOG"
+  rm -f "$TEST_SKIP_LOG"
 }
 trap report_skips EXIT
 

@@ -55,7 +55,9 @@ pub async fn json_rejections(State(limit): State<usize>, req: Request, next: Nex
         .unwrap_or_default();
     let message = match status {
         StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("The request body is larger than the limit of {limit} bytes.")
+            let mut out = crate::error::payload_too_large(format, limit);
+            keep_headers(&mut out, &parts.headers);
+            return out;
         }
         StatusCode::UNSUPPORTED_MEDIA_TYPE if text.is_empty() => {
             "Send the body as JSON with `Content-Type: application/json`.".to_owned()
@@ -67,11 +69,15 @@ pub async fn json_rejections(State(limit): State<usize>, req: Request, next: Nex
         _ => text,
     };
     let mut out = raw_error(format, status, code, kind, message);
-    // Keep the request id and the like; the body and its headers are new.
-    for (name, value) in &parts.headers {
+    keep_headers(&mut out, &parts.headers);
+    out
+}
+
+/// Keeps the request id and the like of the replaced response; the body and its headers are new.
+fn keep_headers(out: &mut Response, old: &axum::http::HeaderMap) {
+    for (name, value) in old {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    out
 }

@@ -2,7 +2,7 @@
 //!
 //! A test that cannot run here calls [`skip`] (or [`skip_optional`] for what no CI machine of this
 //! project provides, such as a Qdrant server) and returns. The reason goes to stderr and, when
-//! `WATTOS_SKIP_LOG` names a file, is appended there, so `scripts/test.sh` can list every skip at the
+//! `TEST_SKIP_LOG` names a file, is appended there, so `scripts/test.sh` can list every skip at the
 //! end of a run (libtest hides the output of passing tests). Under `CI=true`, [`skip`] panics: a
 //! skip of anything the CI machine provides is a failure.
 
@@ -15,7 +15,7 @@ pub fn in_ci() -> bool {
 
 fn record(line: &str) {
     eprintln!("{line}");
-    if let Some(path) = std::env::var_os("WATTOS_SKIP_LOG")
+    if let Some(path) = std::env::var_os("TEST_SKIP_LOG")
         && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
