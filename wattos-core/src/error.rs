@@ -163,6 +163,7 @@ pub struct Error {
     field: Option<String>,
     retry_after: Option<Duration>,
     retryable: bool,
+    shed: bool,
     upstream: Option<Box<UpstreamDetails>>,
     source: Option<BoxError>,
 }
@@ -180,6 +181,7 @@ impl Error {
             field: None,
             retry_after: None,
             retryable,
+            shed: false,
             upstream: None,
             source: None,
         }
@@ -238,6 +240,21 @@ impl Error {
     /// A dependency or local capacity cannot serve right now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
+    }
+
+    /// A healthy dependency sheds load: it is busy and says when to come back (`unavailable`, 503,
+    /// with `Retry-After`). Unlike other unavailability it is not a failure of the dependency, so it
+    /// never trips a circuit breaker ([`Error::is_dependency_failure`] is false), and retrying at
+    /// once is pointless ([`Error::is_load_shed`]).
+    pub fn overloaded(message: impl Into<String>, retry_after: Duration) -> Self {
+        let mut e = Self::new(ErrorKind::Unavailable, message).with_retry_after(retry_after);
+        e.shed = true;
+        e
+    }
+
+    /// Whether this is a busy dependency's refusal ([`Error::overloaded`]).
+    pub fn is_load_shed(&self) -> bool {
+        self.shed
     }
 
     /// An upstream answered with an error. `retryable` says whether trying again may help
@@ -351,6 +368,9 @@ impl Error {
     /// therefore count towards a circuit breaker). Caller mistakes (bad input, auth, not found,
     /// budgets) never trip a breaker.
     pub fn is_dependency_failure(&self) -> bool {
+        if self.shed {
+            return false;
+        }
         match self.kind {
             ErrorKind::Timeout | ErrorKind::Unavailable => true,
             ErrorKind::Upstream => self.retryable,

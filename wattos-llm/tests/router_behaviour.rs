@@ -374,6 +374,30 @@ async fn the_policy_source_is_asked_on_every_call_for_chat_and_embeddings() {
 }
 
 #[tokio::test]
+async fn a_busy_deployment_that_sheds_load_never_opens_its_breaker() {
+    let busy = FakeChat::new("local", Fault::Overloaded(Duration::from_secs(7)));
+    let r = Router::builder()
+        .deployment(dep("local", &busy))
+        .group(ModelGroup::new("m").deployment("local"))
+        .build()
+        .unwrap();
+    // Far more refusals than the breaker's failure threshold.
+    for _ in 0..20 {
+        let err = r.chat(&ctx("t"), req("m")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.is_load_shed(), "{err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    }
+    assert_eq!(
+        r.health().deployments[0].breaker,
+        wattos_core::resilience::BreakerState::Closed
+    );
+    // Once it has room again, it answers at once.
+    busy.set(Fault::Ok);
+    r.chat(&ctx("t"), req("m")).await.unwrap();
+}
+
+#[tokio::test]
 async fn routers_nest() {
     let a = FakeChat::new("a", Fault::ServerError);
     let b = FakeChat::healthy("b");

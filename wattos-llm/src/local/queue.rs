@@ -3,7 +3,9 @@
 //! `unavailable` and a `Retry-After`, instead of waiting until its deadline passes.
 //!
 //! The expected wait is the number of requests ahead (queued and running) times the recent
-//! generation time (an exponentially weighted moving average of finished generations).
+//! generation time (an exponentially weighted moving average of finished generations). Refusals
+//! are [`Error::overloaded`]: a router in front does not count them against the model's circuit
+//! breaker (a busy model is not a broken one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -108,22 +110,26 @@ impl WaitQueue {
             inner: self.inner.clone(),
         };
         if before >= self.inner.max_queue {
-            return Err(Error::unavailable(format!(
-                "{} is busy: {before} requests are waiting for it (limit {})",
-                self.name, self.inner.max_queue
-            ))
-            .with_retry_after(retry_after));
+            return Err(Error::overloaded(
+                format!(
+                    "{} is busy: {before} requests are waiting for it (limit {})",
+                    self.name, self.inner.max_queue
+                ),
+                retry_after,
+            ));
         }
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if wait + DEADLINE_MARGIN > left {
-                return Err(Error::unavailable(format!(
-                    "{} is busy: the expected wait ({} ms) exceeds the request's deadline ({} ms left)",
-                    self.name,
-                    wait.as_millis(),
-                    left.as_millis()
-                ))
-                .with_retry_after(retry_after));
+                return Err(Error::overloaded(
+                    format!(
+                        "{} is busy: the expected wait ({} ms) exceeds the request's deadline ({} ms left)",
+                        self.name,
+                        wait.as_millis(),
+                        left.as_millis()
+                    ),
+                    retry_after,
+                ));
             }
         }
         Ok(ticket)
@@ -131,11 +137,13 @@ impl WaitQueue {
 
     /// The refusal for a request whose deadline passed while it waited for the model.
     pub fn deadline_error(&self) -> Error {
-        Error::unavailable(format!(
-            "{} is busy: the request's deadline passed while it waited",
-            self.name
-        ))
-        .with_retry_after(self.expected_wait().max(Duration::from_secs(1)))
+        Error::overloaded(
+            format!(
+                "{} is busy: the request's deadline passed while it waited",
+                self.name
+            ),
+            self.expected_wait().max(Duration::from_secs(1)),
+        )
     }
 
     /// The instant to stop waiting for the model, for a request with `deadline`.
@@ -164,6 +172,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        // Load shedding, not a failure: a router's breaker does not count it.
+        assert!(e.is_load_shed() && !e.is_dependency_failure());
         assert_eq!(q.len(), 1, "a refused request leaves the queue");
         let b = q
             .join(Some(Instant::now() + Duration::from_secs(10)))

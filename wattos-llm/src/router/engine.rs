@@ -236,10 +236,14 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
         }
         if slot.breaker.state() == BreakerState::Open {
             if skips.local.is_none() {
-                skips.local = Some(Error::unavailable(format!(
-                    "circuit breaker of deployment '{}' is open",
-                    slot.label
-                )));
+                // At most the breaker's open period; its half-open probe may close it sooner.
+                skips.local = Some(
+                    Error::unavailable(format!(
+                        "circuit breaker of deployment '{}' is open",
+                        slot.label
+                    ))
+                    .with_retry_after(slot.breaker.config().reset_timeout),
+                );
             }
             return false;
         }
@@ -520,7 +524,9 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
             let Some(err) = last_err.as_ref() else {
                 break; // nothing was attempted: waiting will not change a local verdict
             };
-            if err.kind() == ErrorKind::ContextLengthExceeded {
+            // A busy deployment that shed the call already said when to come back; waiting for it
+            // here would only hold the caller's slot.
+            if err.kind() == ErrorKind::ContextLengthExceeded || err.is_load_shed() {
                 break;
             }
             let Some(delay) = self

@@ -35,6 +35,8 @@ pub enum Fault {
     ContextTooLong,
     /// 400 bad request.
     BadRequest,
+    /// A busy local model sheds the call (503 + Retry-After, not a failure).
+    Overloaded(Duration),
     /// 401.
     Unauthorized,
 }
@@ -51,6 +53,7 @@ impl Fault {
                 Error::context_length_exceeded("prompt too long").with_upstream(name, Some(400))
             }
             Self::BadRequest => Error::upstream(name, Some(400), false, "bad request"),
+            Self::Overloaded(ra) => Error::overloaded(format!("{name} is busy"), *ra),
             Self::Unauthorized => {
                 Error::unauthenticated("invalid api key").with_upstream(name, Some(401))
             }
