@@ -610,3 +610,34 @@ async fn detached_runs_are_admitted_against_the_tenant_limit_even_when_clients_h
     }
     assert!(admitted, "the slots were never given back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_max_concurrent_holds_in_the_auth_layer() {
+    let s = Server::start().await;
+    let (tenant, key) = s.tenant("conc", &["admin"]).await;
+    s.put_config(&tenant, json!({"rate_limits": {"max_concurrent": 1}}))
+        .await;
+    // The first call holds the tenant's one slot for 2 s (a slow upstream).
+    s.mock.push_fault(wattos_llm::testing::Fault::Latency(
+        std::time::Duration::from_secs(2),
+    ));
+    let body = json!({"model": "pol-oai", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]});
+    let slow = s.call("POST", "/v1/chat/completions", &key, Some(body.clone()));
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        s.call("GET", "/v1/models", &key, None).await
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.status, 200, "{:?}", slow.body);
+    assert_eq!(second.status, 429, "{:?}", second.body);
+    assert!(
+        second.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit 1"),
+        "{:?}",
+        second.body
+    );
+    // The slot came back with the first response.
+    assert_eq!(s.call("GET", "/v1/models", &key, None).await.status, 200);
+}

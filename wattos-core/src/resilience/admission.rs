@@ -104,12 +104,25 @@ impl Admission {
     /// `rate_limited` (429) when the tenant is at its limit, `unavailable` (503) when the server
     /// is; both with [`AdmissionLimits::retry_after`].
     pub fn try_admit(&self, tenant: &TenantId) -> Result<AdmissionPermit> {
+        self.try_admit_within(tenant, self.limits.per_tenant)
+    }
+
+    /// As [`Admission::try_admit`], with `per_tenant` as this tenant's limit instead of
+    /// [`AdmissionLimits::per_tenant`] (for limits that are part of each tenant's configuration).
+    ///
+    /// # Errors
+    /// As [`Admission::try_admit`].
+    pub fn try_admit_within(
+        &self,
+        tenant: &TenantId,
+        per_tenant: usize,
+    ) -> Result<AdmissionPermit> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mine = c.tenants.get(tenant).copied().unwrap_or(0);
-        if mine >= self.limits.per_tenant {
+        if mine >= per_tenant {
             return Err(Error::rate_limited(format!(
-                "the tenant already has {mine} {} running (limit {})",
-                self.what, self.limits.per_tenant
+                "the tenant already has {mine} {} running (limit {per_tenant})",
+                self.what
             ))
             .with_retry_after(self.limits.retry_after));
         }
@@ -160,5 +173,32 @@ mod tests {
         let _p3 = a.try_admit(&t3).unwrap();
         drop(p2);
         assert_eq!(a.running(&t2), (1, 0));
+    }
+
+    #[test]
+    fn a_per_call_tenant_limit_and_a_poisoned_lock() {
+        let a = Admission::new(
+            "requests",
+            AdmissionLimits {
+                global: usize::MAX,
+                per_tenant: usize::MAX,
+                retry_after: Duration::from_secs(1),
+            },
+        );
+        let t = TenantId::new("t").unwrap();
+        let held = a.try_admit_within(&t, 1).unwrap();
+        let e = a.try_admit_within(&t, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert!(e.message().contains("limit 1"), "{e}");
+        drop(held);
+        // A panic while the lock is held does not change what the counts say.
+        let counts = a.counts.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = counts.lock();
+            panic!("poison");
+        })
+        .join();
+        let _p = a.try_admit_within(&t, 1).unwrap();
+        assert!(a.try_admit_within(&t, 1).is_err());
     }
 }

@@ -12,13 +12,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use tower::{Layer, Service};
+use wattos_core::resilience::AdmissionPermit;
 use wattos_core::tenancy::{
     Credentials, Outcome, Permission, PermissionSet, TenantConfig, actions, require_in,
 };
 use wattos_core::{Error, PrincipalKind, RequestContext, RequestId, TenantId};
 
 use super::mutations;
-use super::ratelimit::{ConcurrencyPermit, Decision, Quota};
+use super::ratelimit::{Decision, Quota};
 use super::service::{Auth, PLATFORM_AUDIT_TENANT};
 use crate::error::{ApiError, WireFormat, error_response};
 use crate::middleware::RequestMeta;
@@ -111,7 +112,7 @@ fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
 struct Admitted {
     auth: Authenticated,
     tightest: Option<Decision>,
-    _permit: Option<ConcurrencyPermit>,
+    _permit: Option<AdmissionPermit>,
 }
 
 impl Auth {
@@ -229,7 +230,7 @@ impl Auth {
             Some(max) => Some(
                 self.inner
                     .concurrency
-                    .acquire(ctx.tenant().as_str(), max)
+                    .try_admit_within(ctx.tenant(), usize::try_from(max).unwrap_or(usize::MAX))
                     .map_err(|e| (e, None))?,
             ),
             None => None,

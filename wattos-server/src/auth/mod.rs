@@ -41,9 +41,7 @@ pub use layer::{
 pub use mutations::{QUERY_ROUTES, is_mutation, mutation_action};
 #[cfg(feature = "redis")]
 pub use ratelimit::RedisRateLimiter;
-pub use ratelimit::{
-    ConcurrencyLimiter, ConcurrencyPermit, Decision, MemoryRateLimiter, Quota, RateLimiter,
-};
+pub use ratelimit::{Decision, MemoryRateLimiter, Quota, RateLimiter};
 pub use revocation::MemoryRevocations;
 #[cfg(feature = "redis")]
 pub use revocation::RedisRevocations;

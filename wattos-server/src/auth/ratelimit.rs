@@ -1,4 +1,5 @@
-//! Rate limits (GCRA, in memory or in Redis) and per-tenant concurrency limits.
+//! Rate limits (GCRA, in memory or in Redis). Per-tenant concurrency is
+//! [`wattos_core::resilience::Admission`].
 //!
 //! GCRA with rate `r` per minute and burst `b`: the emission interval is `T = 60 s / r`, a bucket
 //! holds `b + 1` requests, and each key stores one number, its theoretical arrival time (TAT). The
@@ -6,8 +7,7 @@
 //! sharing the Redis sees exactly the same decisions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -211,48 +211,6 @@ return {1, new_tat - now, 0}
     }
 }
 
-/// Per-tenant in-flight request counts (in this process).
-#[derive(Debug, Default)]
-pub struct ConcurrencyLimiter {
-    counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
-}
-
-/// Holds one in-flight slot until dropped.
-#[derive(Debug)]
-pub struct ConcurrencyPermit(Arc<AtomicU32>);
-
-impl Drop for ConcurrencyPermit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ConcurrencyLimiter {
-    /// An empty limiter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes a slot for `tenant` if fewer than `max` are in flight.
-    ///
-    /// # Errors
-    /// `rate_limited` (with a 1 s `Retry-After`) when the tenant is at its limit.
-    pub fn acquire(&self, tenant: &str, max: u32) -> Result<ConcurrencyPermit> {
-        let counter = {
-            let mut m = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-            m.entry(tenant.to_owned()).or_default().clone()
-        };
-        let took = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        });
-        match took {
-            Ok(_) => Ok(ConcurrencyPermit(counter)),
-            Err(_) => Err(Error::rate_limited("tenant concurrency limit reached")
-                .with_retry_after(Duration::from_secs(1))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,24 +277,5 @@ mod tests {
             !l.check_at("b", q, 1_000_001).allowed,
             "fails closed as before"
         );
-        let c = ConcurrencyLimiter::new();
-        let c2 = std::sync::Arc::new(c);
-        let c3 = c2.clone();
-        let _ = std::thread::spawn(move || {
-            let _guard = c3.counts.lock();
-            panic!("poison");
-        })
-        .join();
-        let _p = c2.acquire("t", 1).unwrap();
-        assert!(c2.acquire("t", 1).is_err());
-    }
-
-    #[test]
-    fn concurrency_permits_are_returned_on_drop() {
-        let c = ConcurrencyLimiter::new();
-        let a = c.acquire("t", 1).unwrap();
-        assert!(c.acquire("t", 1).is_err());
-        drop(a);
-        assert!(c.acquire("t", 1).is_ok());
     }
 }

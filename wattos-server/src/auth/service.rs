@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use wattos_core::resilience::{Admission, AdmissionLimits};
 use wattos_core::tenancy::{
     ApiKeyStore, AuditEvent, AuditLog, Authenticator, BuiltinRole, Credentials, Identity, Outcome,
     Permission, PermissionSet, RevocationStore, TenantConfig, TenantStore, effective_permissions,
@@ -13,7 +14,7 @@ use wattos_llm::router::TenantConfigPolicies;
 
 use super::apikey::{ApiKeyAuthenticator, KeyHasher, looks_like_api_key, now_ms};
 use super::jwt::JwtAuthenticator;
-use super::ratelimit::{ConcurrencyLimiter, MemoryRateLimiter, RateLimiter};
+use super::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::tenancy::admin::UsageReporter;
 
 /// How long tenant records, configuration and API key records are cached by default.
@@ -103,7 +104,8 @@ pub struct Auth {
 pub(crate) struct AuthInner {
     pub(crate) parts: AuthParts,
     pub(crate) api_keys: Arc<ApiKeyAuthenticator>,
-    pub(crate) concurrency: ConcurrencyLimiter,
+    /// Requests in flight per tenant (the tenant's `rate_limits.max_concurrent`).
+    pub(crate) concurrency: Admission,
     tenant_cache: RwLock<HashMap<TenantId, (Option<TenantEntry>, Instant)>>,
 }
 
@@ -128,7 +130,15 @@ impl Auth {
             inner: Arc::new(AuthInner {
                 parts,
                 api_keys,
-                concurrency: ConcurrencyLimiter::new(),
+                concurrency: Admission::new(
+                    "requests",
+                    AdmissionLimits {
+                        // Only the tenant's own limit applies (the server-wide one is load_shed's).
+                        global: usize::MAX,
+                        per_tenant: usize::MAX,
+                        retry_after: Duration::from_secs(1),
+                    },
+                ),
                 tenant_cache: RwLock::new(HashMap::new()),
             }),
         }
