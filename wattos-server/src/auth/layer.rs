@@ -116,6 +116,25 @@ struct Admitted {
 }
 
 impl Auth {
+    /// Records a refused authentication (`auth.failed`) on the platform chain, where a platform
+    /// admin reads it: no tenant chain can be trusted for a credential that did not authenticate.
+    async fn audit_refusal(&self, e: &Error, actor: &str, target: &str, request_id: &RequestId) {
+        if e.kind() == wattos_core::ErrorKind::Unauthenticated
+            && let Ok(platform) = TenantId::new(PLATFORM_AUDIT_TENANT)
+        {
+            self.audit_event(
+                &platform,
+                actor,
+                actions::AUTH_FAILED,
+                target,
+                Outcome::Denied,
+                request_id.as_str(),
+                Some(e.message().to_owned()),
+            )
+            .await;
+        }
+    }
+
     /// Authenticates a request's headers into an [`Authenticated`], applying rate and concurrency
     /// limits and auditing failures. Used by [`AuthLayer`]; callable directly for other transports.
     async fn admit(
@@ -134,42 +153,28 @@ impl Auth {
         let identity = match identified {
             Ok(id) => id,
             Err(e) => {
-                if e.kind() == wattos_core::ErrorKind::Unauthenticated
-                    && let Ok(platform) = TenantId::new(PLATFORM_AUDIT_TENANT)
-                {
-                    self.audit_event(
-                        &platform,
-                        "anonymous",
-                        actions::AUTH_FAILED,
-                        &credential_label(creds.as_ref()),
-                        Outcome::Denied,
-                        request_id.as_str(),
-                        Some(e.message().to_owned()),
-                    )
-                    .await;
-                }
+                self.audit_refusal(
+                    &e,
+                    "anonymous",
+                    &credential_label(creds.as_ref()),
+                    &request_id,
+                )
+                .await;
                 return Err((e, None));
             }
         };
         let entry = match self.tenant_entry(&identity.tenant).await {
             Ok(entry) => entry,
             Err(e) => {
-                // A valid credential of an unknown or disabled tenant: refused, and recorded on the
-                // platform chain (the tenant's own chain may not exist).
-                if e.kind() == wattos_core::ErrorKind::Unauthenticated
-                    && let Ok(platform) = TenantId::new(PLATFORM_AUDIT_TENANT)
-                {
-                    self.audit_event(
-                        &platform,
-                        &identity.principal.subject,
-                        actions::AUTH_FAILED,
-                        &format!("tenant:{}", identity.tenant),
-                        Outcome::Denied,
-                        request_id.as_str(),
-                        Some(e.message().to_owned()),
-                    )
-                    .await;
-                }
+                // A valid credential of an unknown or disabled tenant (whose own chain may not
+                // exist).
+                self.audit_refusal(
+                    &e,
+                    &identity.principal.subject,
+                    &format!("tenant:{}", identity.tenant),
+                    &request_id,
+                )
+                .await;
                 return Err((e, None));
             }
         };
