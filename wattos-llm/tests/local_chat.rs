@@ -251,7 +251,15 @@ async fn forced_tool_call_is_parsed() {
     assert_eq!(resp.tool_calls[0].name, "get_weather");
     let args: serde_json::Value =
         serde_json::from_str(&resp.tool_calls[0].arguments).expect("json args");
-    assert!(args.is_object());
+    // Constrained decoding: exactly the schema's properties, the required one present and typed.
+    let args = args.as_object().expect("arguments are an object");
+    assert_eq!(
+        args.keys().collect::<Vec<_>>(),
+        ["city"],
+        "only the declared, required key: {args:?}"
+    );
+    let city = args["city"].as_str().expect("city is a string");
+    assert!(city.contains("Paris"), "the city of the question: {city:?}");
     // The prompt carried the tool list in the documented convention.
     let prompt = model().render_prompt(&req).expect("prompt");
     assert!(
@@ -260,9 +268,40 @@ async fn forced_tool_call_is_parsed() {
     );
 }
 
+/// JSON mode is grammar-constrained: the answer is always a parseable JSON document of the asked
+/// shape (no prose, no code fence), ending on its own before `max_tokens`.
 #[tokio::test]
-async fn json_response_format_is_valid_json_or_an_error() {
-    let mut req = greedy("Give the name and age of a fictional person.", 64);
+async fn json_response_formats_yield_json_of_the_schema() {
+    let mut req = greedy("Give the name and age of a fictional person.", 96);
+    req.response_format = Some(ResponseFormat::JsonSchema {
+        name: "person".into(),
+        schema: json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 40},
+                "age": {"type": "integer", "minimum": 0}
+            },
+            "required": ["name", "age"]
+        }),
+        strict: Some(true),
+    });
+    let resp = model().chat(&ctx(), req).await.expect("chat");
+    assert_eq!(resp.finish_reason, FinishReason::Stop, "{resp:?}");
+    let value: serde_json::Value =
+        serde_json::from_str(resp.text()).expect("the whole text is JSON");
+    let person = value.as_object().expect("an object");
+    let mut keys: Vec<&str> = person.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["age", "name"], "{value}");
+    let name = person["name"].as_str().expect("name is a string");
+    assert!((1..=40).contains(&name.chars().count()), "{name:?}");
+    assert!(
+        person["age"].as_u64().is_some(),
+        "age is a non-negative integer: {value}"
+    );
+
+    // `json_object`: any JSON object, the prompt says so, nothing around it.
+    let mut req = greedy("Give the name and age of a fictional person.", 96);
     req.response_format = Some(ResponseFormat::JsonObject);
     assert!(
         model()
@@ -270,17 +309,11 @@ async fn json_response_format_is_valid_json_or_an_error() {
             .expect("prompt")
             .contains("valid JSON object")
     );
-    match model().chat(&ctx(), req).await {
-        Ok(resp) => {
-            let text = resp
-                .text()
-                .trim()
-                .trim_start_matches("```json")
-                .trim_matches('`');
-            serde_json::from_str::<serde_json::Value>(text).expect("valid JSON");
-        }
-        Err(e) => assert_eq!(e.kind(), ErrorKind::Upstream, "{e}"),
-    }
+    let resp = model().chat(&ctx(), req).await.expect("chat");
+    assert_eq!(resp.finish_reason, FinishReason::Stop, "{resp:?}");
+    let value: serde_json::Value =
+        serde_json::from_str(resp.text()).expect("the whole text is JSON");
+    assert!(value.is_object(), "{value}");
 }
 
 #[test]
