@@ -1,6 +1,7 @@
 //! The router: routes plus the middleware stack.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -8,7 +9,7 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use tokio::sync::Semaphore;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::middleware::{
     BodyLimits, REQUEST_ID_HEADER, catch_panic, http_metrics, load_shed, receive_body,
@@ -110,12 +111,12 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 Method::PATCH,
                 Method::DELETE,
             ])
-            .allow_headers([
-                axum::http::header::AUTHORIZATION,
-                axum::http::header::CONTENT_TYPE,
-                HeaderName::from_static(REQUEST_ID_HEADER),
-                HeaderName::from_static("x-api-key"),
-            ])
+            // The official SDKs send their own headers from a browser (`x-stainless-*`,
+            // `anthropic-version`, `anthropic-dangerous-direct-browser-access`, ...): an allowed
+            // origin may send any header. Credentials are bearer tokens and API keys, never
+            // cookies, so no `Access-Control-Allow-Credentials`.
+            .allow_headers(AllowHeaders::mirror_request())
+            .max_age(Duration::from_secs(600))
             .expose_headers([
                 HeaderName::from_static(REQUEST_ID_HEADER),
                 axum::http::header::RETRY_AFTER,

@@ -309,6 +309,126 @@ async fn layer_errors_take_the_shape_of_the_routes_api() {
     assert_eq!(r.body["error"]["type"], "authentication_error");
 }
 
+/// CORS with `server.cors_allowed_origins`: a preflight from an allowed origin is answered with
+/// the origin, the methods and the headers the browser asked for (the official SDKs send their own,
+/// e.g. `x-stainless-*`), a simple cross-origin request gets the origin and the exposed headers, and
+/// a refused origin gets no CORS header at all (the browser then blocks the response). Without the
+/// setting, no CORS header is ever sent.
+#[tokio::test]
+async fn cors_admits_configured_origins_only() {
+    const ALLOWED: &str = "https://console.example.com";
+    const REFUSED: &str = "https://evil.example.net";
+    let s = start(&[(
+        "WATTOS_SERVER__CORS_ALLOWED_ORIGINS",
+        "https://console.example.com, https://other.example.com",
+    )])
+    .await;
+    let key = s.tenant_key("cors", &["developer"]).await;
+    let preflight = |origin: &'static str| {
+        s.http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/chat/completions", s.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, x-stainless-lang, x-stainless-retry-count",
+            )
+            .send()
+    };
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+    };
+
+    let r = preflight(ALLOWED).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some(ALLOWED)
+    );
+    let methods = header(&r, "access-control-allow-methods").unwrap();
+    assert!(methods.contains("post"), "{methods}");
+    let allowed_headers = header(&r, "access-control-allow-headers").unwrap();
+    for h in [
+        "authorization",
+        "content-type",
+        "x-stainless-lang",
+        "x-stainless-retry-count",
+    ] {
+        assert!(allowed_headers.contains(h), "{h} not in {allowed_headers}");
+    }
+    assert!(header(&r, "access-control-allow-credentials").is_none());
+    assert!(header(&r, "vary").unwrap().contains("origin"));
+
+    let r = preflight(REFUSED).await.unwrap();
+    assert!(
+        header(&r, "access-control-allow-origin").is_none(),
+        "{:?}",
+        r.headers()
+    );
+
+    // Simple (actual) requests: the allowed origin sees the response and the exposed headers.
+    let get = |origin: &'static str| {
+        s.http
+            .get(format!("{}/v1/models", s.base))
+            .bearer_auth(&key)
+            .header("origin", origin)
+            .send()
+    };
+    let r = get(ALLOWED).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some(ALLOWED)
+    );
+    let exposed = header(&r, "access-control-expose-headers").unwrap();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("retry-after"),
+        "{exposed}"
+    );
+    // A refused origin: the server still answers (CORS is the browser's check), without CORS headers.
+    let r = get(REFUSED).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "access-control-allow-origin").is_none());
+    // Errors carry the CORS headers too, so a browser client can read them.
+    let r = s
+        .http
+        .get(format!("{}/v1/models", s.base))
+        .bearer_auth("wk_bogus")
+        .header("origin", ALLOWED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some(ALLOWED)
+    );
+
+    // Not configured: no CORS at all.
+    let plain = start(&[]).await;
+    let r = plain
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/chat/completions", plain.base),
+        )
+        .header("origin", ALLOWED)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        header(&r, "access-control-allow-origin").is_none(),
+        "{:?}",
+        r.headers()
+    );
+}
+
 /// JSON routes read JSON only: a body declared as something else is 415, like OpenAI's API.
 #[tokio::test]
 async fn json_routes_require_a_json_content_type() {
