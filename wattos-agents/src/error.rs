@@ -12,7 +12,7 @@ pub enum GraphError {
     Invalid(Vec<String>),
     /// A run took more supersteps than allowed (a cycle that does not end).
     #[error(
-        "step limit of {limit} reached without finishing; raise it with RunConfig::with_step_limit if the cycle is intended"
+        "step limit of {limit} reached without finishing (the graph's limit, RunConfig::with_step_limit, or a ceiling such as the tenant's agents.max_steps)"
     )]
     StepLimit {
         /// The limit.

@@ -128,14 +128,15 @@ fn to_json<S: State>(o: RunOutcome<S>) -> Result<JsonOutcome> {
 /// A compiled graph driven with JSON.
 #[async_trait]
 pub trait JsonGraph: Send + Sync {
-    /// Starts a run on `thread` with `input` (JSON of the state's update type).
+    /// Starts a run with `input` (JSON of the state's update type), on `config`'s thread and
+    /// within its step limits.
     ///
     /// # Errors
     /// Invalid input (JSON that is not an update); the run's errors.
     async fn invoke(
         &self,
         ctx: &RequestContext,
-        thread: Option<ThreadId>,
+        config: &RunConfig,
         input: Value,
     ) -> Result<JsonOutcome>;
     /// Answers the thread's pending interrupts.
@@ -145,14 +146,14 @@ pub trait JsonGraph: Send + Sync {
     async fn resume(
         &self,
         ctx: &RequestContext,
-        thread: ThreadId,
+        config: &RunConfig,
         command: Command,
     ) -> Result<JsonOutcome>;
     /// Continues a crashed run.
     ///
     /// # Errors
     /// As for [`CompiledGraph::recover`].
-    async fn recover(&self, ctx: &RequestContext, thread: ThreadId) -> Result<JsonOutcome>;
+    async fn recover(&self, ctx: &RequestContext, config: &RunConfig) -> Result<JsonOutcome>;
     /// The thread's latest state and pending interrupts.
     ///
     /// # Errors
@@ -179,17 +180,12 @@ pub trait JsonGraph: Send + Sync {
     fn validate_input(&self, input: &Value) -> Result<()>;
     /// [`JsonGraph::invoke`] as a stream of events ending with [`JsonEvent::Done`]. Invalid input
     /// is the stream's only item.
-    fn stream(
-        &self,
-        ctx: &RequestContext,
-        thread: Option<ThreadId>,
-        input: Value,
-    ) -> JsonEventStream;
+    fn stream(&self, ctx: &RequestContext, config: &RunConfig, input: Value) -> JsonEventStream;
     /// [`JsonGraph::resume`] as a stream of events ending with [`JsonEvent::Done`].
     fn stream_resume(
         &self,
         ctx: &RequestContext,
-        thread: ThreadId,
+        config: &RunConfig,
         command: Command,
     ) -> JsonEventStream;
 }
@@ -199,27 +195,23 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
     async fn invoke(
         &self,
         ctx: &RequestContext,
-        thread: Option<ThreadId>,
+        config: &RunConfig,
         input: Value,
     ) -> Result<JsonOutcome> {
         let update: S::Update = serde_json::from_value(input)
             .map_err(|e| Error::invalid_field("input", format!("not a valid state update: {e}")))?;
-        let cfg = RunConfig {
-            thread,
-            ..RunConfig::default()
-        };
-        to_json(CompiledGraph::invoke(self, ctx, &cfg, update).await?)
+        to_json(CompiledGraph::invoke(self, ctx, config, update).await?)
     }
     async fn resume(
         &self,
         ctx: &RequestContext,
-        thread: ThreadId,
+        config: &RunConfig,
         command: Command,
     ) -> Result<JsonOutcome> {
-        to_json(CompiledGraph::resume(self, ctx, &RunConfig::thread(thread), command).await?)
+        to_json(CompiledGraph::resume(self, ctx, config, command).await?)
     }
-    async fn recover(&self, ctx: &RequestContext, thread: ThreadId) -> Result<JsonOutcome> {
-        to_json(CompiledGraph::recover(self, ctx, &RunConfig::thread(thread)).await?)
+    async fn recover(&self, ctx: &RequestContext, config: &RunConfig) -> Result<JsonOutcome> {
+        to_json(CompiledGraph::recover(self, ctx, config).await?)
     }
     async fn state(
         &self,
@@ -248,12 +240,7 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
             .map(|_| ())
             .map_err(|e| Error::invalid_field("input", format!("not a valid state update: {e}")))
     }
-    fn stream(
-        &self,
-        ctx: &RequestContext,
-        thread: Option<ThreadId>,
-        input: Value,
-    ) -> JsonEventStream {
+    fn stream(&self, ctx: &RequestContext, config: &RunConfig, input: Value) -> JsonEventStream {
         let update: S::Update = match serde_json::from_value(input) {
             Ok(u) => u,
             Err(e) => {
@@ -261,22 +248,19 @@ impl<S: State> JsonGraph for CompiledGraph<S> {
                 return Box::pin(futures::stream::once(async move { Err(err) }));
             }
         };
-        let cfg = RunConfig {
-            thread,
-            ..RunConfig::default()
-        };
         Box::pin(
-            CompiledGraph::stream(self, ctx, &cfg, update).map(|item| item.and_then(to_json_event)),
+            CompiledGraph::stream(self, ctx, config, update)
+                .map(|item| item.and_then(to_json_event)),
         )
     }
     fn stream_resume(
         &self,
         ctx: &RequestContext,
-        thread: ThreadId,
+        config: &RunConfig,
         command: Command,
     ) -> JsonEventStream {
         Box::pin(
-            CompiledGraph::stream_resume(self, ctx, &RunConfig::thread(thread), command)
+            CompiledGraph::stream_resume(self, ctx, config, command)
                 .map(|item| item.and_then(to_json_event)),
         )
     }
@@ -353,15 +337,19 @@ mod tests {
         let g = registry.get("chat").unwrap_or_else(|e| panic!("{e}"));
         let input = serde_json::to_value(AgentState::user("hello")).unwrap_or_default();
         let out = g
-            .invoke(&ctx, Some(thread.clone()), input)
+            .invoke(&ctx, &RunConfig::thread(thread.clone()), input)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.status, RunStatus::Completed);
         assert_eq!(out.state["messages"][1]["content"], "hi there");
         assert!(
-            g.invoke(&ctx, None, serde_json::json!({"messages": 5}))
-                .await
-                .is_err()
+            g.invoke(
+                &ctx,
+                &RunConfig::default(),
+                serde_json::json!({"messages": 5})
+            )
+            .await
+            .is_err()
         );
         assert_eq!(
             g.history(&ctx, &thread, 10).await.unwrap_or_default().len(),
@@ -385,7 +373,7 @@ mod tests {
         let ctx = RequestContext::system(TenantId::new("t").unwrap_or_else(|e| panic!("{e}")));
         let thread = ThreadId::new("s").unwrap_or_else(|e| panic!("{e}"));
         let events: Vec<JsonEvent> = g
-            .stream(&ctx, Some(thread), input)
+            .stream(&ctx, &RunConfig::thread(thread), input)
             .map(|e| e.unwrap_or_else(|e| panic!("{e}")))
             .collect()
             .await;
@@ -407,7 +395,11 @@ mod tests {
             other => panic!("last event {other:?}"),
         }
         let bad: Vec<_> = g
-            .stream(&ctx, None, serde_json::json!({"messages": 5}))
+            .stream(
+                &ctx,
+                &RunConfig::default(),
+                serde_json::json!({"messages": 5}),
+            )
             .collect()
             .await;
         assert_eq!(bad.len(), 1);

@@ -231,6 +231,106 @@ async fn tool_approval_interrupts_and_resumes_with_approve_edit_or_reject() {
     }
 }
 
+/// A run's approval list (a tenant's `agents.approval_required_tools`) makes every call of those
+/// tools wait for a human, also calls the tool itself would let through and calls made inside a
+/// subgraph; without the list the same run asks only for the large transfer.
+#[tokio::test]
+async fn a_runs_approval_list_interrupts_every_call_of_its_tools_also_in_subgraphs() {
+    let script = || {
+        ScriptedChatModel::new()
+            .then_tool_calls(&[("transfer", r#"{"to": "amy", "amount": 5}"#)])
+            .then_text("done")
+    };
+    // Without the list: the small transfer needs no approval.
+    let cp = Arc::new(InMemoryCheckpointer::new());
+    let cfg = RunConfig::thread(ThreadId::new("small-free").unwrap());
+    let out = bank(script(), cp)
+        .invoke(&ctx("t"), &cfg, AgentState::user("pay amy 5"))
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Completed);
+
+    // With it: the same call interrupts with the run's reason, and approve runs it.
+    let cp = Arc::new(InMemoryCheckpointer::new());
+    let model = script();
+    let cfg = RunConfig::thread(ThreadId::new("small-asked").unwrap())
+        .with_approval_required(["transfer"]);
+    let out = bank(model.clone(), cp.clone())
+        .invoke(&ctx("t"), &cfg, AgentState::user("pay amy 5"))
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Interrupted);
+    let ask = &out.interrupts[0].value;
+    assert_eq!(ask["type"], "tool_approval");
+    assert_eq!(ask["tool"], "transfer");
+    assert!(
+        ask["request"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("requires approval")
+    );
+    let out = bank(model, cp)
+        .resume(&ctx("t"), &cfg, Command::Approve)
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Completed);
+    assert_eq!(tool_results(&out.state)[0].0, "sent 5 to amy");
+
+    // Inside a subgraph: the parent run's list holds for the agent it wraps.
+    let cp = Arc::new(InMemoryCheckpointer::new());
+    let parent = |model: ScriptedChatModel, cp: Arc<InMemoryCheckpointer>| {
+        wattos_agents::StateGraph::<AgentState>::new()
+            .add_node_impl(
+                "payments",
+                wattos_agents::Subgraph::new(
+                    bank(model, cp.clone()),
+                    |s: &AgentState| s.clone(),
+                    |_s: &AgentState, inner: AgentState| {
+                        wattos_agents::agent::AgentStateUpdate::default().messages(inner.messages)
+                    },
+                ),
+            )
+            .add_edge(wattos_agents::START, "payments")
+            .add_edge("payments", wattos_agents::END)
+            .compile(CompileOptions::new().with_checkpointer(cp))
+            .unwrap()
+    };
+    let model = script();
+    let cfg =
+        RunConfig::thread(ThreadId::new("nested").unwrap()).with_approval_required(["transfer"]);
+    let out = parent(model.clone(), cp.clone())
+        .invoke(&ctx("t"), &cfg, AgentState::user("pay amy 5"))
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Interrupted, "{:?}", out.state);
+    // The parent reports the subgraph's interrupt, wrapped with the subgraph node's name.
+    let inner = &out.interrupts[0].value;
+    assert_eq!(inner["subgraph"], "payments", "{:?}", out.interrupts);
+    assert_eq!(
+        inner["interrupts"][0]["value"]["tool"], "transfer",
+        "{inner}"
+    );
+    assert!(
+        inner["interrupts"][0]["value"]["request"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("requires approval"),
+        "{inner}"
+    );
+    let out = parent(model, cp)
+        .resume(&ctx("t"), &cfg, Command::Reject("no".into()))
+        .await
+        .unwrap();
+    assert_eq!(out.status, RunStatus::Completed);
+    assert!(
+        tool_results(&out.state)
+            .iter()
+            .any(|(c, _)| c == "Error: rejected: no"),
+        "{:?}",
+        tool_results(&out.state)
+    );
+}
+
 #[tokio::test]
 async fn roles_only_reach_their_tools_and_the_supervisor_hands_off() {
     let registry = ToolRegistry::new().with(add_tool()).with(whoami_tool());

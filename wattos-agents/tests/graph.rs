@@ -125,6 +125,33 @@ async fn cycles_end_by_condition_and_the_step_limit_is_typed() {
         .await
         .unwrap();
     assert_eq!(out.state.count, 50);
+    // A ceiling (a tenant's `agents.max_steps`) wins over the graph's limit and the run's own.
+    for cfg in [
+        RunConfig::default().with_max_steps(4),
+        RunConfig::default().with_step_limit(60).with_max_steps(4),
+    ] {
+        let err = build(5)
+            .invoke(&ctx("t"), &cfg, FlowUpdate::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            GraphError::find(&err),
+            Some(GraphError::StepLimit { limit: 4 })
+        ));
+    }
+    // ... and never raises it.
+    let err = build(1000)
+        .invoke(
+            &ctx("t"),
+            &RunConfig::default().with_max_steps(500),
+            FlowUpdate::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        GraphError::find(&err),
+        Some(GraphError::StepLimit { limit: 10 })
+    ));
 }
 
 #[tokio::test]

@@ -116,6 +116,12 @@ const BUILTIN: &[(&str, f64, f64, f64)] = &[
     ("gemini-1.5-pro", 1.25, 0.3125, 5.00),
 ];
 
+/// The price of `model` in the built-in table ([`PriceTable::builtin`]), when it has one.
+pub fn builtin_price(model: &str) -> Option<ModelPrice> {
+    static TABLE: std::sync::OnceLock<PriceTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(PriceTable::builtin).get(model).copied()
+}
+
 impl PriceTable {
     /// An empty table.
     pub fn new() -> Self {

@@ -374,6 +374,96 @@ async fn the_policy_source_is_asked_on_every_call_for_chat_and_embeddings() {
 }
 
 #[tokio::test]
+async fn a_request_without_a_model_goes_to_the_tenants_default_then_the_routers() {
+    let tenants = Arc::new(Tenants::default());
+    tenants.set("basic", false, &["cheap", "premium"]);
+    tenants
+        .0
+        .lock()
+        .unwrap()
+        .get_mut("basic")
+        .unwrap()
+        .1
+        .default_model = Some("premium".into());
+    tenants.set("plain", false, &[]);
+    // A default the router does not serve falls through to the router's default.
+    tenants.set("elsewhere", false, &[]);
+    tenants
+        .0
+        .lock()
+        .unwrap()
+        .get_mut("elsewhere")
+        .unwrap()
+        .1
+        .default_model = Some("served-by-another-router".into());
+    tenants.set("narrow", false, &["premium"]);
+    let a = FakeChat::healthy("a");
+    let b = FakeChat::healthy("b");
+    let build = |default: Option<&str>| {
+        let mut builder = Router::builder()
+            .deployment(dep("a", &a))
+            .deployment(dep("b", &b))
+            .group(ModelGroup::new("cheap").deployment("a"))
+            .group(ModelGroup::new("premium").alias("best").deployment("b"))
+            .policy_source(Arc::new(TenantConfigPolicies::new(
+                tenants.clone(),
+                Duration::from_secs(3600),
+            )));
+        if let Some(d) = default {
+            builder = builder.default_model(d);
+        }
+        builder.build()
+    };
+    let r = build(None).unwrap();
+    assert_eq!(
+        r.chat(&ctx("basic"), req("")).await.unwrap().text(),
+        "hello from b"
+    );
+    assert_eq!(r.resolve_model(&ctx("basic"), "").await.unwrap(), "premium");
+    // Without a tenant default: the router's default, here the first group.
+    assert_eq!(
+        r.chat(&ctx("plain"), req("")).await.unwrap().text(),
+        "hello from a"
+    );
+    assert_eq!(
+        r.resolve_model(&ctx("elsewhere"), "").await.unwrap(),
+        "cheap"
+    );
+    // An explicit model always wins over the default; aliases resolve to their group.
+    assert_eq!(
+        r.chat(&ctx("basic"), req("cheap")).await.unwrap().text(),
+        "hello from a"
+    );
+    assert_eq!(
+        r.resolve_model(&ctx("plain"), "best").await.unwrap(),
+        "premium"
+    );
+    // The resolved default is held to the allow-list like a named model.
+    let err = r.resolve_model(&ctx("narrow"), "").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        r.chat(&ctx("narrow"), req("")).await.unwrap_err().kind(),
+        ErrorKind::Forbidden
+    );
+    assert_eq!(
+        r.resolve_model(&ctx("plain"), "nope")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    // The router's default can be named (by name or alias), and must exist.
+    let r = build(Some("best")).unwrap();
+    assert_eq!(
+        r.chat(&ctx("plain"), req("")).await.unwrap().text(),
+        "hello from b"
+    );
+    let err = build(Some("missing")).unwrap_err();
+    assert!(err.message().contains("default model 'missing'"), "{err}");
+    assert_eq!((a.calls(), b.calls()), (2, 2));
+}
+
+#[tokio::test]
 async fn a_busy_deployment_that_sheds_load_never_opens_its_breaker() {
     let busy = FakeChat::new("local", Fault::Overloaded(Duration::from_secs(7)));
     let r = Router::builder()

@@ -130,9 +130,9 @@ pub async fn build_services_with(
         }
     };
     let agents = AgentsService::open(config, db).await?;
-    match pick(catalog, crate::bootstrap::LOCAL_CHAT_MODEL, ModelKind::Chat) {
-        Some(name) => {
-            let model = catalog.chat(&ctx, &name)?;
+    // The built-in graphs send requests without a model: each caller's default model.
+    match catalog.default_chat_target() {
+        Some((model, name)) => {
             crate::agents::builtin::register(&agents, model, &name, rag.clone())?;
         }
         None => tracing::warn!("no chat model loaded: no built-in agent graphs"),

@@ -11,8 +11,6 @@ use wattos_core::llm::ChatModel;
 use wattos_core::tenancy::Tenant;
 use wattos_core::{Error, Result};
 use wattos_llm::local::{HubCache, MINILM_FILES, MiniLmEmbedder, SmolLm, SmolLmOptions};
-use wattos_llm::pricing::ModelPrice;
-use wattos_llm::registry::ProviderConfig;
 use wattos_llm::router::TenantConfigPolicies;
 
 use crate::auth::{Auth, AuthParts, JwtAuthenticator, JwtConfig, JwtKeys, KeyHasher};
@@ -21,7 +19,6 @@ use crate::events::{EventPublisher, EventUsageSink, PublishingAudit};
 use crate::gateway::ModelCatalog;
 use crate::gateway::routing::{
     DeploymentHealthCheck, RoutedModel, RouterBackends, build_chat_router, build_embedding_router,
-    builtin_price,
 };
 use crate::settings::{AuthMode, Settings};
 use crate::state::AppState;
@@ -120,34 +117,6 @@ async fn load_local_models(
 
 /// The model a provider is configured to call, and its price (configured, else the built-in list
 /// price of that model).
-fn provider_model_and_price(cfg: &ProviderConfig) -> (Option<String>, Option<ModelPrice>) {
-    let (model, price) = match cfg {
-        ProviderConfig::Openai(s) | ProviderConfig::OpenaiCompatible(s) => {
-            (s.model.clone(), s.price)
-        }
-        ProviderConfig::Azure(s) => (s.model.clone(), s.price),
-        ProviderConfig::Anthropic(s) => (s.model.clone(), s.price),
-        ProviderConfig::Gemini(s) => (s.model.clone(), s.price),
-        ProviderConfig::Ollama(s) => (s.model.clone(), s.price),
-        _ => (None, None),
-    };
-    let price = price.or_else(|| model.as_deref().and_then(builtin_price));
-    (model, price)
-}
-
-/// The embedding model a provider is configured with, if any.
-fn provider_embedding_model(cfg: &ProviderConfig) -> Option<String> {
-    match cfg {
-        ProviderConfig::Openai(s) | ProviderConfig::OpenaiCompatible(s) => {
-            s.embedding_model.clone()
-        }
-        ProviderConfig::Azure(s) => s.embedding_model.clone(),
-        ProviderConfig::Gemini(s) => s.embedding_model.clone(),
-        ProviderConfig::Ollama(s) => s.embedding_model.clone(),
-        _ => None,
-    }
-}
-
 async fn connect_store(settings: &Settings) -> Result<SqlStore> {
     let core = &settings.core;
     let url = match &core.database {
@@ -347,36 +316,18 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let mut chat = Vec::new();
     let mut embedding = Vec::new();
     load_local_models(&settings, &mut chat, &mut embedding, &mut health).await;
-    for (name, cfg) in &settings.providers.providers {
-        let model = wattos_llm::registry::build_chat_model(cfg).map_err(|e| {
-            Error::invalid_field(format!("llm.providers.{name}"), e.message().to_owned())
-        })?;
-        let (upstream, price) = provider_model_and_price(cfg);
-        chat.push(RoutedModel {
-            name: name.clone(),
-            provider: cfg.kind().to_owned(),
-            model,
-            // Without a configured model the provider is called with its own name, as before.
-            upstream_model: Some(upstream.unwrap_or_else(|| name.clone())),
-            price,
-        });
-    }
-    // Providers with an `embedding_model` also serve embeddings, under that model's name.
-    for (name, cfg) in &settings.providers.providers {
-        let Some(served) = provider_embedding_model(cfg) else {
-            continue;
-        };
-        let model = wattos_llm::registry::build_embedding_model(cfg).map_err(|e| {
-            Error::invalid_field(format!("llm.providers.{name}"), e.message().to_owned())
-        })?;
-        embedding.push(RoutedModel {
-            price: builtin_price(&served),
-            name: served,
-            provider: cfg.kind().to_owned(),
-            model,
-            upstream_model: None,
-        });
-    }
+    // Every provider is a chat deployment; one with an `embedding_model` also serves embeddings,
+    // under that model's name.
+    let (provider_chat, provider_embedding) = wattos_llm::router::config::provider_deployments(
+        &settings.providers,
+        &wattos_llm::registry::BuildContext::from_env(),
+    )
+    .map_err(|e| match e.field() {
+        Some(f) => Error::invalid_field(format!("llm.{f}"), e.message().to_owned()),
+        None => e,
+    })?;
+    chat.extend(provider_chat);
+    embedding.extend(provider_embedding);
     // Usage is recorded in the authentication store's database (there is no admin API without it).
     let store = match settings.auth.mode {
         AuthMode::None => None,
@@ -434,11 +385,13 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             .set(0.0);
     }
     let mut catalog = ModelCatalog::default();
-    let chat_router = build_chat_router(&chat, &settings.router, &backends)?;
+    let chat_router =
+        build_chat_router(&chat, &settings.router, &backends, Some(LOCAL_CHAT_MODEL))?;
     if let Some((router, names)) = &chat_router {
         for (name, owned_by) in names {
             catalog.add_chat(name.clone(), owned_by.clone(), router.clone());
         }
+        catalog.set_chat_router(router.clone());
         for check in DeploymentHealthCheck::for_chat(router) {
             health.register(check);
         }

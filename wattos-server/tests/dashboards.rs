@@ -12,9 +12,11 @@ mod jwt_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wattos_core::config::ConfigSources;
+use wattos_llm::testing::{Fault, MockServer};
 use wattos_server::bootstrap::build_state;
 use wattos_server::settings::Settings;
 
@@ -343,16 +345,60 @@ fn jwt(tenant: &str, roles: &[&str]) -> String {
     .token(tenant, roles)
 }
 
-/// Serves the configured server (auth on), sends the kinds of requests operators see, and
-/// returns the metric names /metrics then exposes.
+/// Serves the configured server (auth on) with two priced OpenAI-compatible deployments on mock
+/// servers, a group `main` (`flaky`, falling back to `steady`), breakers that open after two
+/// failures, a one-call bulkhead on `steady` and room for four requests at once; then drives the
+/// traffic every panel and alert is about and returns the metric names `/metrics` exposes:
+/// ordinary requests, RAG ingestion and a repeated search, calls under the tenant's budget, a
+/// fallback with a retry, a breaker that opens, rejects, half-opens and closes, a full bulkhead,
+/// shed requests and a rate-limited key.
 async fn exposed_metric_names() -> BTreeSet<String> {
+    let flaky = MockServer::openai().await;
+    flaky.set_embedding_dimensions(1536);
+    let steady = MockServer::openai().await;
+    let file = format!(
+        r#"[server]
+max_concurrent_requests = 4
+
+[llm.providers.flaky]
+kind = "openai"
+base_url = "{}"
+api_key = "sk-test"
+model = "gpt-4o-mini"
+price = {{ input = 1.0, output = 2.0 }}
+embedding_model = "text-embedding-3-small"
+
+[llm.providers.steady]
+kind = "openai"
+base_url = "{}"
+api_key = "sk-test"
+model = "gpt-4o-mini"
+price = {{ input = 1.0, output = 2.0 }}
+
+[llm.router]
+breaker_failure_threshold = 2
+breaker_open_secs = 1
+
+[llm.router.groups.main]
+deployments = ["flaky"]
+fallbacks = ["steady"]
+
+[llm.router.deployments.steady]
+max_concurrent = 1
+"#,
+        flaky.base_url(),
+        steady.base_url()
+    );
     let env = jwt_support::required_auth_env("dashboards", SECRET, "wattos-tests");
     let dir = env
         .iter()
         .find(|(k, _)| k == "WATTOS_DATA_DIR")
         .map(|(_, v)| v.clone())
         .unwrap();
-    let sources = ConfigSources { file: None, env };
+    let sources = ConfigSources {
+        file: Some(("wattos.toml".into(), file)),
+        env,
+    };
     let state = build_state(Settings::from_sources(&sources).unwrap())
         .await
         .unwrap();
@@ -379,12 +425,11 @@ async fn exposed_metric_names() -> BTreeSet<String> {
         .json()
         .await
         .unwrap();
-    let key = key["key"].as_str().unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
     for (method, path, auth) in [
         ("GET", "/health", false),
         ("GET", "/v1/models", true),
         ("GET", "/v1/models", false),
-        ("POST", "/v1/chat/completions", true),
         ("GET", "/v1/admin/keys", true),
         ("GET", "/v1/admin/audit", true),
         ("GET", "/v1/admin/usage", true),
@@ -393,14 +438,120 @@ async fn exposed_metric_names() -> BTreeSet<String> {
     ] {
         let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
         if auth {
-            req = req.bearer_auth(key);
-        }
-        if method == "POST" {
-            req = req
-                .json(&json!({"model": "none", "messages": [{"role": "user", "content": "hi"}]}));
+            req = req.bearer_auth(&key);
         }
         req.send().await.unwrap();
     }
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let chat = |model: &str| {
+        post(
+            "/v1/chat/completions",
+            json!({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
+
+    // RAG: ingestion (documents and chunks indexed) and a repeated search (a query cache hit).
+    let r = post("/v1/rag/collections", json!({"name": "kb"}))
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = post(
+        "/v1/rag/collections/kb/documents",
+        json!({"documents": [{"id": "d1", "text": "Solar panels turn sunlight into electricity."}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for _ in 0..2 {
+        let r = post("/v1/rag/collections/kb/search", json!({"query": "solar"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    // A plain call (calls, latency, tokens, cost, overhead, the tenant's budget gauge).
+    assert_eq!(chat("main").await.unwrap().status(), 200);
+    // `flaky` fails twice: each call falls back to `steady` (a fallback and a retry), and the
+    // second failure opens its breaker.
+    for _ in 0..2 {
+        flaky.push_fault(Fault::status(500));
+        assert_eq!(chat("main").await.unwrap().status(), 200);
+    }
+    // Open: the call passes `flaky` over (a breaker rejection) and goes to `steady`.
+    let before = flaky.requests().len();
+    assert_eq!(chat("main").await.unwrap().status(), 200);
+    assert_eq!(
+        flaky.requests().len(),
+        before,
+        "the open breaker let a call through"
+    );
+    // After the open period a trial call succeeds: half-open, then closed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(chat("main").await.unwrap().status(), 200);
+    assert_eq!(flaky.requests().len(), before + 1, "no trial call");
+
+    // Shedding: four slow calls fill the server's four slots; a fifth request is shed.
+    for _ in 0..4 {
+        flaky.push_fault(Fault::Latency(Duration::from_millis(1500)));
+    }
+    let slow: Vec<_> = (0..4).map(|_| tokio::spawn(chat("flaky"))).collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = http
+        .get(format!("{base}/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "not shed: {}", r.text().await.unwrap());
+    for t in slow {
+        assert_eq!(t.await.unwrap().unwrap().status(), 200);
+    }
+    // Bulkhead: `steady` takes one call at a time; a second one meanwhile is turned away.
+    steady.push_fault(Fault::Latency(Duration::from_millis(1500)));
+    let holder = tokio::spawn(chat("steady"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = chat("steady").await.unwrap();
+    assert_eq!(r.status(), 503, "bulkhead: {}", r.text().await.unwrap());
+    assert_eq!(holder.await.unwrap().unwrap().status(), 200);
+
+    // A rate-limited key: one request a minute, the second is refused.
+    let r = http
+        .put(format!("{base}/v1/admin/tenants/dash/config"))
+        .bearer_auth(&admin)
+        .json(&json!({"rate_limits": {"per_key_rpm": 1, "burst": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // A fresh key: no request of this minute counted yet.
+    let limited: Value = http
+        .post(format!("{base}/v1/admin/tenants/dash/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "rl", "roles": ["owner"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let limited = limited["key"].as_str().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let r = http
+            .get(format!("{base}/v1/models"))
+            .bearer_auth(limited)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 429]);
+
     let text = http
         .get(format!("{base}/metrics"))
         .send()

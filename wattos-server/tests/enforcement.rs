@@ -3,7 +3,9 @@
 //! server, with no gateway call first), every 403 of every route writes `access.denied`, every
 //! successful state change writes an audit record, and the RBAC rules of `docs/security.md` hold
 //! (`chat:invoke` for model-invoking routes, no `system` role from credentials, reserved tenant
-//! ids, the platform chain readable by the platform admin).
+//! ids, the platform chain readable by the platform admin), and the tenant defaults
+//! (`default_model`, `rag.default_top_k`, `agents.max_steps`, `agents.approval_required_tools`) act
+//! on every route they concern.
 
 #![allow(clippy::unwrap_used)]
 
@@ -54,12 +56,24 @@ impl Server {
     }
 
     async fn start_with(extra: &[(&str, &str)]) -> Self {
+        Self::start_full(false, extra).await
+    }
+
+    /// With `second_model`, a second chat provider `pol-two` (upstream model `gpt-4o`) on the
+    /// same mock.
+    async fn start_full(second_model: bool, extra: &[(&str, &str)]) -> Self {
         let mock = MockServer::openai().await;
         mock.set_embedding_dimensions(1536);
-        let file = format!(
+        let mut file = format!(
             "[llm.providers.pol-oai]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-test\"\nmodel = \"gpt-4o-mini\"\nprice = {{ input = 1000.0, output = 1000.0 }}\nembedding_model = \"text-embedding-3-small\"\n",
             mock.base_url()
         );
+        if second_model {
+            file.push_str(&format!(
+                "[llm.providers.pol-two]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-test\"\nmodel = \"gpt-4o\"\n",
+                mock.base_url()
+            ));
+        }
         let env = jwt_support::required_auth_env("enforcement", SECRET, ISSUER);
         let sources = ConfigSources {
             file: Some(("wattos.toml".into(), file)),
@@ -640,4 +654,158 @@ async fn a_tenants_max_concurrent_holds_in_the_auth_layer() {
     );
     // The slot came back with the first response.
     assert_eq!(s.call("GET", "/v1/models", &key, None).await.status, 200);
+}
+
+/// The upstream model of the mock's last chat request.
+fn last_chat_model(mock: &MockServer) -> Value {
+    mock.requests()
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with("/chat/completions"))
+        .map(|r| r.body["model"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_settings_choose_the_model_the_top_k_the_step_ceiling_and_approvals() {
+    let s = Server::start_full(true, &[]).await;
+    let (tenant, key) = s.tenant("defaults", &["admin"]).await;
+    let r = s
+        .call(
+            "POST",
+            "/v1/rag/collections",
+            &key,
+            Some(json!({"name": "kb"})),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let docs: Vec<Value> = (0..8)
+        .map(|i| json!({"id": format!("d{i}"), "text": format!("Solar panel fact number {i}: panels turn sunlight into electricity.")}))
+        .collect();
+    let r = s
+        .call(
+            "POST",
+            "/v1/rag/collections/kb/documents",
+            &key,
+            Some(json!({"documents": docs})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let search = |body: Value| s.call("POST", "/v1/rag/collections/kb/search", &key, Some(body));
+    let answer = || {
+        s.call(
+            "POST",
+            "/v1/rag/collections/kb/answer",
+            &key,
+            Some(json!({"question": "What do solar panels do?", "max_tokens": 8})),
+        )
+    };
+
+    // No tenant defaults: 5 results, the server's default model (the first served name).
+    let r = search(json!({"query": "solar"})).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 5, "{:?}", r.body);
+    let r = answer().await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["model"], "pol-oai");
+    assert_eq!(r.body["sources"].as_array().unwrap().len(), 5);
+    assert_eq!(last_chat_model(&s.mock), "gpt-4o-mini");
+
+    s.put_config(
+        &tenant,
+        json!({"default_model": "pol-two", "rag": {"default_top_k": 2}, "agents": {"max_steps": 2}}),
+    )
+    .await;
+    // rag.default_top_k: the top_k of requests that give none; an explicit one still wins.
+    let r = search(json!({"query": "solar"})).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 2, "{:?}", r.body);
+    let r = search(json!({"query": "solar", "top_k": 3})).await;
+    assert_eq!(r.body["data"].as_array().unwrap().len(), 3, "{:?}", r.body);
+    // default_model: a RAG answer without a model goes to it (and retrieves default_top_k).
+    let r = answer().await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["model"], "pol-two");
+    assert_eq!(r.body["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(last_chat_model(&s.mock), "gpt-4o");
+    // ... and so do the built-in agent graphs, whose model calls name none.
+    let r = s
+        .call(
+            "POST",
+            "/v1/agents/graphs/approval/runs",
+            &key,
+            Some(json!({"input": {"request": "Please refund order 1234."}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "interrupted", "{:?}", r.body);
+    assert_eq!(last_chat_model(&s.mock), "gpt-4o");
+
+    // agents.max_steps: the assistant needs three supersteps here (model -> tool -> model), so
+    // a ceiling of 2 stops it, whatever the graph's own limit; 3 lets it finish.
+    let assistant = || {
+        s.call(
+            "POST",
+            "/v1/agents/graphs/assistant/runs",
+            &key,
+            Some(json!({"input": {"messages": [{"role": "user", "content": [{"type": "text", "text": "What do my documents say about solar panels?"}]}]}})),
+        )
+    };
+    let r = assistant().await;
+    assert_eq!(r.status, 402, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "budget_exceeded", "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("step limit of 2"),
+        "{:?}",
+        r.body
+    );
+    s.put_config(&tenant, json!({"agents": {"max_steps": 3}}))
+        .await;
+    let r = assistant().await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "completed", "{:?}", r.body);
+    assert_eq!(r.body["steps"], 3, "{:?}", r.body);
+    // Back to no tenant default model: the server's default again.
+    let r = answer().await;
+    assert_eq!(r.body["model"], "pol-oai", "{:?}", r.body);
+
+    // agents.approval_required_tools: the same run now stops before its tool call for a human.
+    s.put_config(
+        &tenant,
+        json!({"agents": {"approval_required_tools": ["search_documents"]}}),
+    )
+    .await;
+    let r = assistant().await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "interrupted", "{:?}", r.body);
+    let ask = &r.body["interrupts"][0]["value"];
+    assert_eq!(ask["type"], "tool_approval", "{:?}", r.body);
+    assert_eq!(ask["tool"], "search_documents", "{:?}", r.body);
+    let run = r.body["id"].as_str().unwrap().to_owned();
+    let r = s
+        .call(
+            "POST",
+            &format!("/v1/agents/runs/{run}/resume"),
+            &key,
+            Some(json!({"action": "approve"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "completed", "{:?}", r.body);
+
+    // The server's default is held to the allow-list like a named model: a tenant that may not
+    // use it is refused until it names a default of its own.
+    s.put_config(&tenant, json!({"allowed_models": ["pol-two"]}))
+        .await;
+    let r = answer().await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    s.put_config(
+        &tenant,
+        json!({"allowed_models": ["pol-two"], "default_model": "pol-two"}),
+    )
+    .await;
+    let r = answer().await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["model"], "pol-two", "{:?}", r.body);
 }

@@ -88,6 +88,7 @@ fn request_and_upstream_spans_are_exported_in_the_callers_trace() {
             &[routed],
             &Default::default(),
             &Default::default(),
+            None,
         )
         .unwrap()
         .unwrap();

@@ -24,7 +24,9 @@ type Plan = std::result::Result<(Arc<dyn Tool>, Value), ToolError>;
 ///
 /// Calls to tools whose [`Tool::approval_request`] asks for it interrupt the run first (one approval at a
 /// time, in call order): [`Command::Approve`] runs the call, [`Command::Edit`] runs it with the given
-/// arguments, [`Command::Reject`] reports the reason to the model instead.
+/// arguments, [`Command::Reject`] reports the reason to the model instead. So do calls to tools the
+/// run lists in [`RunConfig::with_approval_required`](crate::RunConfig::with_approval_required) (a
+/// platform's per-tenant list), whatever the tool says.
 pub struct ToolNode<S> {
     tools: Arc<HashMap<String, Arc<dyn Tool>>>,
     allowed: Option<Arc<HashSet<String>>>,
@@ -113,7 +115,11 @@ impl<S: MessagesState> ToolNode<S> {
                 None => Err(ToolError::UnknownTool(call.name.clone())),
                 Some(tool) => match call.parse_arguments() {
                     Err(e) => Err(ToolError::InvalidArguments(e.message().to_owned())),
-                    Ok(args) => match tool.approval_request(&args) {
+                    Ok(args) => match tool.approval_request(&args).or_else(|| {
+                        ctx.approval_required(&call.name).then(|| {
+                            serde_json::json!({"reason": "this run requires approval for every call of this tool"})
+                        })
+                    }) {
                         None => Ok((tool.clone(), args)),
                         Some(request) => {
                             let ask = serde_json::json!({

@@ -54,6 +54,14 @@ pub struct RunConfig {
     pub thread: Option<ThreadId>,
     /// Overrides the compiled step limit.
     pub step_limit: Option<u32>,
+    /// A ceiling on the step limit, whichever applies (e.g. a tenant's `agents.max_steps`): the
+    /// run stops with [`GraphError::StepLimit`](crate::GraphError::StepLimit) after
+    /// `min(step limit, max_steps)` supersteps.
+    pub max_steps: Option<u32>,
+    /// Tools whose every call waits for a human's approval in this run (and its subgraphs), on
+    /// top of the calls a tool asks approval for itself (e.g. a tenant's
+    /// `agents.approval_required_tools`). See [`crate::agent::ToolNode`].
+    pub approval_required_tools: Vec<String>,
     /// A subgraph inherits its parent's checkpointer.
     pub(crate) checkpointer: Option<Arc<dyn Checkpointer>>,
 }
@@ -63,6 +71,8 @@ impl std::fmt::Debug for RunConfig {
         f.debug_struct("RunConfig")
             .field("thread", &self.thread)
             .field("step_limit", &self.step_limit)
+            .field("max_steps", &self.max_steps)
+            .field("approval_required_tools", &self.approval_required_tools)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +91,31 @@ impl RunConfig {
     pub fn with_step_limit(mut self, limit: u32) -> Self {
         self.step_limit = Some(limit.max(1));
         self
+    }
+
+    /// Caps the step limit for this run, whatever the graph or [`RunConfig::with_step_limit`]
+    /// allows (a platform's per-tenant ceiling).
+    #[must_use]
+    pub fn with_max_steps(mut self, max: u32) -> Self {
+        self.max_steps = Some(max.max(1));
+        self
+    }
+
+    /// Makes every call of these tools wait for a human's approval (an interrupt of type
+    /// `tool_approval`, answered with approve, edit or reject), whatever the tool says itself.
+    #[must_use]
+    pub fn with_approval_required<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        tools: I,
+    ) -> Self {
+        self.approval_required_tools = tools.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The step limit a run of a graph compiled with `compiled` steps gets.
+    pub(crate) fn effective_step_limit(&self, compiled: u32) -> u32 {
+        let limit = self.step_limit.unwrap_or(compiled);
+        self.max_steps.map_or(limit, |m| limit.min(m))
     }
 }
 

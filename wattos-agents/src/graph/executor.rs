@@ -356,6 +356,9 @@ struct Run<'a, S: State> {
     step: u64,
     steps_run: u64,
     limit: u32,
+    /// The run's ceiling and approval list, handed to nodes (and so to subgraphs).
+    max_steps: Option<u32>,
+    approval_tools: Arc<[String]>,
     tasks: Vec<Task<S>>,
     checkpoint: Option<CheckpointId>,
     since_full: u32,
@@ -394,7 +397,9 @@ pub(crate) async fn run<S: State>(
         state: Arc::new(S::default()),
         step: 0,
         steps_run: 0,
-        limit: config.step_limit.unwrap_or(g.options.step_limit),
+        limit: config.effective_step_limit(g.options.step_limit),
+        max_steps: config.max_steps,
+        approval_tools: Arc::from(config.approval_required_tools.as_slice()),
         tasks: Vec::new(),
         checkpoint: None,
         since_full: 0,
@@ -781,6 +786,8 @@ impl<S: State> Run<'_, S> {
                 resumed: self.resumed,
                 interrupts_seen: AtomicUsize::new(0),
                 raised: Mutex::new(None),
+                max_steps: self.max_steps,
+                approval_tools: self.approval_tools.clone(),
             }),
         }
     }

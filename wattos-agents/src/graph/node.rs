@@ -222,6 +222,10 @@ pub(crate) struct TaskEnv {
     pub(crate) resumed: bool,
     pub(crate) interrupts_seen: AtomicUsize,
     pub(crate) raised: Mutex<Option<Value>>,
+    /// The run's step ceiling, inherited by subgraphs.
+    pub(crate) max_steps: Option<u32>,
+    /// Tools whose calls need approval in this run, inherited by subgraphs.
+    pub(crate) approval_tools: Arc<[String]>,
 }
 
 /// What a node can reach while it runs: the request (tenant, principal, deadline), the event stream and
@@ -262,8 +266,16 @@ impl NodeContext {
                 resumed: false,
                 interrupts_seen: AtomicUsize::new(0),
                 raised: Mutex::new(None),
+                max_steps: None,
+                approval_tools: Arc::from([]),
             }),
         }
+    }
+
+    /// Whether the run requires a human's approval for every call of `tool`
+    /// ([`RunConfig::with_approval_required`](crate::RunConfig::with_approval_required)).
+    pub fn approval_required(&self, tool: &str) -> bool {
+        self.env.approval_tools.iter().any(|t| t == tool)
     }
 
     /// The request: tenant, principal, deadline. Pass it to every model, tool and store call.

@@ -55,7 +55,12 @@ impl<S: State, T: State> Node<S> for Subgraph<S, T> {
         let input = self.input.clone();
         let output = self.output.clone();
         Box::pin(async move {
-            let mut config = RunConfig::default();
+            // The parent run's ceiling and approval list hold inside the subgraph too.
+            let mut config = RunConfig {
+                max_steps: ctx.env.max_steps,
+                approval_required_tools: ctx.env.approval_tools.to_vec(),
+                ..RunConfig::default()
+            };
             if let (Some(cp), false) = (&ctx.env.checkpointer, ctx.env.namespace.is_empty()) {
                 // Checkpoint ids are unique, so this names one invocation of this node.
                 let ns = &ctx.env.namespace;

@@ -33,6 +33,7 @@ pub struct RouterBuilder<M: ?Sized> {
     policies: HashMap<TenantId, Arc<TenantPolicy>>,
     default_policy: TenantPolicy,
     policy_source: Option<Arc<dyn PolicySource>>,
+    default_model: Option<String>,
 }
 
 impl<M: ?Sized> std::fmt::Debug for RouterBuilder<M> {
@@ -62,7 +63,15 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
             policies: HashMap::new(),
             default_policy: TenantPolicy::default(),
             policy_source: None,
+            default_model: None,
         }
+    }
+
+    /// The model group (name or alias) a request without a model goes to when the caller's tenant
+    /// has no default model of its own (default: the first group added).
+    pub fn default_model(mut self, name: impl Into<String>) -> Self {
+        self.default_model = Some(name.into());
+        self
     }
 
     /// The router's name (its `ChatModel::name`, used in logs).
@@ -239,6 +248,12 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
                     .collect::<Result<_>>()?,
             });
         }
+        let default_group = match &self.default_model {
+            None => 0,
+            Some(n) => *names
+                .get(n)
+                .ok_or_else(|| invalid(format!("default model '{n}' is not a group or alias")))?,
+        };
         let memory = Arc::new(MemoryState::with_clock(clock.clone()));
         let cache = self.cache.map(|(store, ttl)| ResponseCache { store, ttl });
         Ok((
@@ -246,7 +261,7 @@ impl<M: ?Sized + Send + Sync + 'static> RouterBuilder<M> {
                 slots,
                 groups,
                 names,
-                default_group: Some(0),
+                default_group: Some(default_group),
                 settings: self.settings,
                 windows: self.windows.unwrap_or_else(|| memory.clone()),
                 budgets: self.budgets.unwrap_or(memory),

@@ -137,6 +137,18 @@ impl Router {
         }
     }
 
+    /// The canonical model group a request naming `model` would go to for `ctx`'s caller: a name or
+    /// alias, or for an empty name the tenant's default model, else the router's default. Checked
+    /// against the caller's allow-list, so the answer is a model the caller may use.
+    ///
+    /// # Errors
+    /// `not_found` for a name the router does not serve; `forbidden` when the caller's tenant may
+    /// not use the model; the policy source's error.
+    pub async fn resolve_model(&self, ctx: &RequestContext, model: &str) -> Result<String> {
+        let (group, _) = self.engine.resolve_for(ctx, model).await?;
+        Ok(self.engine.groups[group].name.clone())
+    }
+
     /// Replaces one tenant's policy at run time.
     pub fn set_tenant_policy(&self, tenant: TenantId, policy: TenantPolicy) {
         self.engine.set_policy(tenant, policy);

@@ -122,6 +122,8 @@ struct Skips {
     rate_limited: Option<Duration>,
     context: bool,
     local: Option<Error>,
+    /// Deployments passed over because their breaker is open (each counted once per call).
+    open_breakers: Vec<String>,
 }
 
 impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
@@ -137,16 +139,51 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
         }
     }
 
-    pub(crate) fn resolve(&self, model: &str) -> Result<usize> {
+    /// The group serving `model` for a caller with `policy`: a name or alias, or for an empty
+    /// name the tenant's default model (when this router serves it), else the router's default.
+    pub(crate) fn resolve(&self, policy: &TenantPolicy, model: &str) -> Result<usize> {
         if let Some(&g) = self.names.get(model) {
             return Ok(g);
         }
-        if model.is_empty()
-            && let Some(g) = self.default_group
-        {
-            return Ok(g);
+        if model.is_empty() {
+            let tenant_default = policy
+                .default_model
+                .as_deref()
+                .and_then(|d| self.names.get(d).copied());
+            if let Some(g) = tenant_default.or(self.default_group) {
+                return Ok(g);
+            }
         }
         Err(Error::not_found(format!("model '{model}' is not configured")).with_field("model"))
+    }
+
+    /// The caller's policy: the policy source's answer, else the tenant's policy set on the
+    /// router, else the default policy.
+    pub(crate) async fn caller_policy(&self, ctx: &RequestContext) -> Result<Arc<TenantPolicy>> {
+        if let Some(source) = &self.policy_source
+            && let Some(p) = source.policy(ctx).await?
+        {
+            return Ok(p);
+        }
+        Ok(self.policy(ctx.tenant()))
+    }
+
+    /// The group a call with `model` would use, checked against the caller's allow-list.
+    pub(crate) async fn resolve_for(
+        &self,
+        ctx: &RequestContext,
+        model: &str,
+    ) -> Result<(usize, Arc<TenantPolicy>)> {
+        let policy = self.caller_policy(ctx).await?;
+        let group = self.resolve(&policy, model)?;
+        if !self.allowed(&policy, group) {
+            return Err(Error::forbidden(format!(
+                "tenant '{}' may not use model '{}'",
+                ctx.tenant(),
+                self.groups[group].name
+            )));
+        }
+        Ok((group, policy))
     }
 
     fn allowed(&self, policy: &TenantPolicy, group: usize) -> bool {
@@ -167,21 +204,7 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
     ) -> Result<Admitted> {
         let started = Instant::now();
         ctx.check_deadline()?;
-        let group = self.resolve(model)?;
-        let policy = match &self.policy_source {
-            Some(source) => match source.policy(ctx).await? {
-                Some(p) => p,
-                None => self.policy(ctx.tenant()),
-            },
-            None => self.policy(ctx.tenant()),
-        };
-        if !self.allowed(&policy, group) {
-            return Err(Error::forbidden(format!(
-                "tenant '{}' may not use model '{}'",
-                ctx.tenant(),
-                self.groups[group].name
-            )));
-        }
+        let (group, policy) = self.resolve_for(ctx, model).await?;
         let mut charges = Vec::new();
         policy.window_charges(ctx, est.total(), &mut charges);
         if !charges.is_empty() {
@@ -235,6 +258,13 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
             return false;
         }
         if slot.breaker.state() == BreakerState::Open {
+            // The call is refused by the open breaker without asking it for a permit: count the
+            // rejection here (once per call and deployment), like `CircuitBreaker::try_acquire`.
+            if !skips.open_breakers.contains(&slot.label) {
+                skips.open_breakers.push(slot.label.clone());
+                metrics::counter!(names::BREAKER_REJECTIONS, "breaker" => slot.breaker.name().to_owned())
+                    .increment(1);
+            }
             if skips.local.is_none() {
                 // At most the breaker's open period; its half-open probe may close it sooner.
                 skips.local = Some(

@@ -27,6 +27,7 @@
 mod builder;
 mod cache;
 mod chat;
+pub mod config;
 mod deployment;
 mod embed;
 mod engine;

@@ -110,6 +110,10 @@ pub struct TenantPolicy {
     /// Model groups (names or aliases) the tenant may call; `None` allows all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_models: Option<Vec<String>>,
+    /// The model group (name or alias) a request without a model goes to; `None`, or a name this
+    /// router does not serve, leaves it to the router's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
     /// Limits for the whole tenant.
     #[serde(default)]
     pub limits: RateLimits,
@@ -131,6 +135,12 @@ impl TenantPolicy {
     /// Allows only these model groups.
     pub fn allow_models<I: IntoIterator<Item = S>, S: Into<String>>(mut self, models: I) -> Self {
         self.allowed_models = Some(models.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sends requests without a model to `model`.
+    pub fn with_default_model(mut self, model: impl Into<String>) -> Self {
+        self.default_model = Some(model.into());
         self
     }
 

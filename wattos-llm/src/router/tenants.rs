@@ -57,7 +57,8 @@ pub trait PolicySource: Send + Sync + 'static {
 /// still counted and a budget set later sees what the month already cost.
 pub const UNLIMITED_MONTHLY_USD: f64 = 1e9;
 
-/// The router policy for a tenant's configuration: its allow-list and its monthly spend limit
+/// The router policy for a tenant's configuration: its allow-list, its default model (for
+/// requests that name none) and its monthly spend limit
 /// (every tenant's monthly spend is tracked; see [`UNLIMITED_MONTHLY_USD`]). Request rate limits
 /// (`rate_limits`) apply to every request, model or not, so the server enforces them in its
 /// authentication layer; the router does not count them a second time.
@@ -65,6 +66,9 @@ pub fn policy_for_config(cfg: &TenantConfig) -> TenantPolicy {
     let mut p = TenantPolicy::default();
     if !cfg.allowed_models.is_empty() {
         p = p.allow_models(cfg.allowed_models.iter().cloned());
+    }
+    if let Some(m) = &cfg.default_model {
+        p = p.with_default_model(m.clone());
     }
     let usd = cfg.budgets.monthly_usd.unwrap_or(UNLIMITED_MONTHLY_USD);
     p.with_budget(Budget::new(usd, BudgetPeriod::Monthly))
@@ -166,9 +170,11 @@ mod tests {
             Some(Budget::new(UNLIMITED_MONTHLY_USD, BudgetPeriod::Monthly))
         );
         cfg.allowed_models = vec!["m1".into()];
+        cfg.default_model = Some("m1".into());
         cfg.budgets.monthly_usd = Some(2.5);
         let p = policy_for_config(&cfg);
         assert_eq!(p.allowed_models, Some(vec!["m1".to_owned()]));
+        assert_eq!(p.default_model.as_deref(), Some("m1"));
         assert_eq!(p.budget, Some(Budget::new(2.5, BudgetPeriod::Monthly)));
     }
 }

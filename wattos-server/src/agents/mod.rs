@@ -28,12 +28,12 @@ use wattos_core::{Error, RequestContext};
 
 pub use runs::{RunEnd, RunError, RunFilter, RunRow, RunState, RunStore};
 pub use service::AgentsService;
-use service::{Start, Streamed, now_ms};
+use service::{Start, StartKind, Streamed, now_ms};
 use types::*;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody, error_body, path_err, query_err};
-use crate::gateway::Ctx;
+use crate::gateway::{CallerConfig, Ctx};
 use crate::state::AppState;
 
 fn guard(
@@ -251,7 +251,7 @@ fn finished(row: RunRow, result: wattos_core::Result<JsonOutcome>) -> ApiResult<
             content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body, thread id or input", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 402, description = "The tenant's model budget is spent (the run is recorded as failed)", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent, or the run reached its step limit (the graph's, capped by the tenant's `agents.max_steps`); the run is recorded as failed", body = ErrorBody),
         (status = 403, description = "Missing agents:run or chat:invoke, or a model the tenant may not use (the run is recorded as failed)", body = ErrorBody),
         (status = 404, description = "No such graph", body = ErrorBody),
         (status = 409, description = "The thread has a running or interrupted run, or belongs to another graph", body = ErrorBody),
@@ -263,6 +263,7 @@ fn finished(row: RunRow, result: wattos_core::Result<JsonOutcome>) -> ApiResult<
 pub async fn start_run(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
@@ -325,7 +326,10 @@ pub async fn start_run(
         updated_at_ms: now,
     };
     svc.runs().insert(ctx.tenant(), &row).await?;
-    let start = Start::Input(req.input);
+    let start = Start {
+        kind: StartKind::Input(req.input),
+        settings: config.map(|c| c.agents.clone()),
+    };
     if req.stream.unwrap_or(false) {
         let first = summary(&row);
         let rx = svc.execute_streaming(ctx, graph, row, start, permit);
@@ -416,7 +420,7 @@ pub async fn get_run(
             content((Run = "application/json"), (crate::rag::types::SseEvent = "text/event-stream"))),
         (status = 400, description = "Invalid body (edit needs `value`)", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-        (status = 402, description = "The tenant's model budget is spent", body = ErrorBody),
+        (status = 402, description = "The tenant's model budget is spent, or the run reached its step limit (the graph's, capped by the tenant's `agents.max_steps`)", body = ErrorBody),
         (status = 403, description = "Missing agents:resume or chat:invoke, or a model the tenant may not use", body = ErrorBody),
         (status = 404, description = "No such run, or its graph is no longer registered", body = ErrorBody),
         (status = 409, description = "The run is not interrupted", body = ErrorBody),
@@ -428,6 +432,7 @@ pub async fn get_run(
 pub async fn resume_run(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
@@ -468,7 +473,10 @@ pub async fn resume_run(
         error: None,
         ..row
     };
-    let start = Start::Resume(command);
+    let start = Start {
+        kind: StartKind::Resume(command),
+        settings: config.map(|c| c.agents.clone()),
+    };
     if req.stream.unwrap_or(false) {
         let first = summary(&row);
         let rx = svc.execute_streaming(ctx, graph, row, start, permit);

@@ -7,11 +7,13 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use wattos_agents::{
-    Command, CompiledGraph, GraphRegistry, JsonEvent, JsonGraph, JsonOutcome, RunStatus, State,
+    Command, CompiledGraph, GraphRegistry, JsonEvent, JsonGraph, JsonOutcome, RunConfig, RunStatus,
+    State,
 };
 use wattos_core::checkpoint::{Checkpointer, ThreadId};
 use wattos_core::config::Config;
 use wattos_core::resilience::{Admission, AdmissionLimits, AdmissionPermit};
+use wattos_core::tenancy::AgentSettings;
 use wattos_core::{Error, RequestContext, Result};
 
 use super::runs::{RunEnd, RunError, RunRow, RunState, RunStore};
@@ -57,12 +59,32 @@ impl std::fmt::Debug for AgentsService {
     }
 }
 
-/// How a run starts.
-pub(crate) enum Start {
+/// How a run starts, and the limits of the caller's tenant.
+pub(crate) struct Start {
+    /// New input or an answer to interrupts.
+    pub(crate) kind: StartKind,
+    /// The tenant's agent settings (`None` without a tenant configuration).
+    pub(crate) settings: Option<AgentSettings>,
+}
+
+/// What starts a run.
+pub(crate) enum StartKind {
     /// A new run with this input.
     Input(Value),
     /// Answers the pending interrupts.
     Resume(Command),
+}
+
+/// The run's thread, with the tenant's step ceiling (over the graph's own limit) and the tools
+/// whose every call waits for approval.
+fn run_config(run: &RunRow, settings: Option<&AgentSettings>) -> Result<RunConfig> {
+    let cfg = RunConfig::thread(ThreadId::new(&run.thread_id)?);
+    Ok(match settings {
+        Some(s) => cfg
+            .with_max_steps(s.max_steps)
+            .with_approval_required(s.approval_required_tools.iter().cloned()),
+        None => cfg,
+    })
 }
 
 /// An item sent to a streaming client.
@@ -312,10 +334,10 @@ impl AgentsService {
         let svc = self.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
-            let thread = ThreadId::new(&run.thread_id)?;
-            let result = match start {
-                Start::Input(input) => graph.invoke(&ctx, Some(thread), input).await,
-                Start::Resume(cmd) => graph.resume(&ctx, thread, cmd).await,
+            let cfg = run_config(&run, start.settings.as_ref())?;
+            let result = match start.kind {
+                StartKind::Input(input) => graph.invoke(&ctx, &cfg, input).await,
+                StartKind::Resume(cmd) => graph.resume(&ctx, &cfg, cmd).await,
             };
             if let Err(e) = &result {
                 tracing::warn!(run = %run.id, error = %e, "agent run failed");
@@ -342,16 +364,16 @@ impl AgentsService {
         tokio::spawn(async move {
             // The slot is held until the run ends, also when the client has gone.
             let _permit = permit;
-            let thread = match ThreadId::new(&run.thread_id) {
-                Ok(t) => t,
+            let cfg = match run_config(&run, start.settings.as_ref()) {
+                Ok(c) => c,
                 Err(e) => {
                     let _ = tx.send(Streamed::Failed(Box::new(run), e));
                     return;
                 }
             };
-            let mut events = match start {
-                Start::Input(input) => graph.stream(&ctx, Some(thread), input),
-                Start::Resume(cmd) => graph.stream_resume(&ctx, thread, cmd),
+            let mut events = match start.kind {
+                StartKind::Input(input) => graph.stream(&ctx, &cfg, input),
+                StartKind::Resume(cmd) => graph.stream_resume(&ctx, &cfg, cmd),
             };
             let mut result: Option<Result<JsonOutcome>> = None;
             while let Some(item) = futures::StreamExt::next(&mut events).await {

@@ -145,7 +145,7 @@ impl ThreadTurn {
     /// The store's errors.
     pub async fn record_priced(self, answer: Message, model: String, usage: Usage) -> Result<()> {
         let cost =
-            crate::gateway::routing::builtin_price(&model).map_or(0.0, |p| total(&p.cost(&usage)));
+            wattos_llm::pricing::builtin_price(&model).map_or(0.0, |p| total(&p.cost(&usage)));
         self.record(answer, model, usage, cost).await
     }
 

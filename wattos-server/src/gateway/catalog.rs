@@ -7,6 +7,7 @@ use wattos_core::embedding::EmbeddingModel;
 use wattos_core::llm::ChatModel;
 use wattos_core::tenancy::TenantConfig;
 use wattos_core::{Error, RequestContext, Result};
+use wattos_llm::router::Router;
 
 /// One entry of `/v1/models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub enum ModelKind {
 pub struct ModelCatalog {
     chat: BTreeMap<String, (ModelInfo, Arc<dyn ChatModel>)>,
     embedding: BTreeMap<String, (ModelInfo, Arc<dyn EmbeddingModel>)>,
+    /// Resolves requests that name no chat model (the tenant's default, else the router's).
+    chat_router: Option<Arc<Router>>,
 }
 
 impl std::fmt::Debug for ModelCatalog {
@@ -109,6 +112,43 @@ impl ModelCatalog {
             kind: ModelKind::Embedding,
         };
         self.embedding.insert(id, (info, model));
+    }
+
+    /// Lets `router` (registered under its names with [`ModelCatalog::add_chat`]) choose the chat
+    /// model of requests that name none: the caller's tenant default model, else the router's.
+    pub fn set_chat_router(&mut self, router: Arc<Router>) {
+        self.chat_router = Some(router);
+    }
+
+    /// The chat model a request that names none uses for `ctx`'s caller: with a chat router, the
+    /// tenant's `default_model`, else the router's default; without one, the first chat model by
+    /// name.
+    ///
+    /// # Errors
+    /// `unavailable` when the catalog has no chat model; the router's refusal (`forbidden` for a
+    /// default the tenant may not use).
+    pub async fn default_chat(&self, ctx: &RequestContext) -> Result<String> {
+        if let Some(router) = &self.chat_router {
+            return router.resolve_model(ctx, "").await;
+        }
+        self.chat
+            .keys()
+            .next()
+            .cloned()
+            .ok_or_else(|| Error::unavailable("no chat model is loaded on this server"))
+    }
+
+    /// The model and the name to send for chats that name no model (the built-in agents): the
+    /// chat router with an empty name, resolved per call to the caller's default, when there is
+    /// one; else the first chat model by name.
+    pub fn default_chat_target(&self) -> Option<(Arc<dyn ChatModel>, String)> {
+        if let Some(router) = &self.chat_router {
+            return Some((router.clone() as Arc<dyn ChatModel>, String::new()));
+        }
+        self.chat
+            .iter()
+            .next()
+            .map(|(name, (_, model))| (model.clone(), name.clone()))
     }
 
     /// The models the caller's tenant may use: [`ModelCatalog::list`] filtered by the tenant's

@@ -24,7 +24,7 @@ use axum::routing::{MethodRouter, get, post};
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use wattos_core::llm::{ChatDelta, Message, Usage};
-use wattos_core::tenancy::Permission;
+use wattos_core::tenancy::{Permission, TenantConfig};
 use wattos_core::vector_store::Filter;
 use wattos_core::{Error, RequestContext};
 use wattos_rag::answer::{AnswerOptions, ContextBuilder, answer_request, finish_answer};
@@ -42,7 +42,7 @@ use types::*;
 use crate::auth::Auth;
 use crate::conversations::{ThreadTurn, context_window, with_conversation_header};
 use crate::error::{ApiError, ApiResult, ErrorBody, error_body, path_err, query_err};
-use crate::gateway::{Ctx, GatewayState};
+use crate::gateway::{CallerConfig, Ctx, GatewayState};
 use crate::state::AppState;
 
 /// Metadata keys the pipeline sets itself.
@@ -892,14 +892,23 @@ fn search_mode(m: Option<SearchModeName>) -> SearchMode {
     }
 }
 
+/// Results returned when a request names no `top_k`: the tenant's `rag.default_top_k` (at most
+/// the route's `max`), 5 without a tenant configuration.
+fn default_top_k(config: Option<&TenantConfig>, max: usize) -> usize {
+    config.map_or(5, |c| {
+        usize::try_from(c.rag.default_top_k).unwrap_or(max).min(max)
+    })
+}
+
 fn search_request(
     query: String,
     top_k: Option<usize>,
+    default_top_k: usize,
     max: usize,
     mode: Option<SearchModeName>,
     filter: Option<Value>,
 ) -> ApiResult<SearchRequest> {
-    let top_k = top_k.unwrap_or(5);
+    let top_k = top_k.unwrap_or(default_top_k);
     if !(1..=max).contains(&top_k) {
         return Err(ApiError(Error::invalid_field(
             "top_k",
@@ -936,6 +945,7 @@ fn search_request(
 pub async fn search(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<SearchResponse>> {
@@ -947,7 +957,14 @@ pub async fn search(
     if !(0.0..=1.0).contains(&diversity) {
         return Err(ApiError(Error::invalid_field("diversity", "must be 0..=1")));
     }
-    let mut req = search_request(body.query, body.top_k, 100, body.mode, body.filter)?;
+    let mut req = search_request(
+        body.query,
+        body.top_k,
+        default_top_k(config.as_deref(), 100),
+        100,
+        body.mode,
+        body.filter,
+    )?;
     let top_k = req.top_k;
     if diversity > 0.0 {
         // Candidates for MMR to choose from, fetched as the library's two-stage retrieval does:
@@ -976,19 +993,6 @@ pub async fn search(
             })
             .collect(),
     }))
-}
-
-/// The default chat model: the local one when loaded, else the first chat model of the catalog.
-pub fn default_chat_model(state: &AppState, ctx: &RequestContext) -> Option<String> {
-    let catalog = state.catalog();
-    if catalog.has_chat(crate::bootstrap::LOCAL_CHAT_MODEL) {
-        return Some(crate::bootstrap::LOCAL_CHAT_MODEL.to_owned());
-    }
-    catalog
-        .list(ctx)
-        .into_iter()
-        .find(|m| m.kind == crate::gateway::ModelKind::Chat)
-        .map(|m| m.id)
 }
 
 fn answer_json(model: String, a: wattos_rag::answer::Answer) -> AnswerResponse {
@@ -1028,6 +1032,7 @@ fn answer_json(model: String, a: wattos_rag::answer::Answer) -> AnswerResponse {
 pub async fn answer(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
+    CallerConfig(config): CallerConfig,
     path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
@@ -1044,6 +1049,7 @@ pub async fn answer(
     let search = search_request(
         body.question.clone(),
         body.top_k,
+        default_top_k(config.as_deref(), 50),
         50,
         body.mode,
         body.filter,
@@ -1062,11 +1068,10 @@ pub async fn answer(
             "must be 1..=4096",
         )));
     }
+    // No model named: the tenant's default model, else the server's (the chat router decides).
     let model_name = match body.model {
         Some(m) => m,
-        None => default_chat_model(&state, &ctx).ok_or_else(|| {
-            ApiError(Error::unavailable("no chat model is loaded on this server"))
-        })?,
+        None => state.catalog().default_chat(&ctx).await?,
     };
     // An unknown model is a bad field of this request (the collection exists): 400, not 404.
     let chat = state.catalog().chat(&ctx, &model_name).map_err(|e| {

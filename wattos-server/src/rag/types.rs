@@ -253,7 +253,8 @@ pub struct SearchBody {
     /// The query text.
     #[schema(min_length = 1)]
     pub query: String,
-    /// Results wanted, 1..=100 (default 5).
+    /// Results wanted, 1..=100 (default: the tenant's `rag.default_top_k`, at most 100; 5 without
+    /// authentication).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<usize>,
@@ -307,10 +308,12 @@ pub struct AnswerBody {
     /// The question.
     #[schema(min_length = 1)]
     pub question: String,
-    /// Chat model (a name from `GET /v1/models`); default: the server's default chat model.
+    /// Chat model (a name from `GET /v1/models`); default: the tenant's `default_model`, else the
+    /// server's default chat model.
     #[serde(default)]
     pub model: Option<String>,
-    /// Chunks retrieved, 1..=50 (default 5).
+    /// Chunks retrieved, 1..=50 (default: the tenant's `rag.default_top_k`, at most 50; 5 without
+    /// authentication).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 50)]
     pub top_k: Option<usize>,
