@@ -8,6 +8,7 @@
 mod audit;
 mod authn;
 mod authz;
+mod config_cache;
 mod keys;
 mod permission;
 mod role;
@@ -19,6 +20,7 @@ pub use audit::{
 };
 pub use authn::{Authenticator, Credentials, Identity};
 pub use authz::{Authorizer, BuiltinRoles, require_in};
+pub use config_cache::{TenantConfigCache, TenantStatus};
 pub use keys::{ApiKeyRecord, ApiKeyStore, RevocationStore};
 pub use permission::{Permission, PermissionSet};
 pub use role::{BuiltinRole, CustomRoles, effective_permissions};

@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use wattos_core::tenancy::{TenantConfig, TenantStore};
+use wattos_core::tenancy::{TenantConfig, TenantConfigCache, TenantStatus, TenantStore};
 use wattos_core::{Error, RequestContext, Result, TenantId};
 
-use super::policy::{Budget, BudgetPeriod, TenantPolicy};
+use super::policy::{Budget, BudgetPeriod, TenantPolicy, TokenBudget};
 
 /// Gives the router the policy of the tenant making a call. Asked once per request, before any
 /// other admission step; keep it fast (cache what comes from a database).
@@ -58,7 +58,8 @@ pub trait PolicySource: Send + Sync + 'static {
 pub const UNLIMITED_MONTHLY_USD: f64 = 1e9;
 
 /// The router policy for a tenant's configuration: its allow-list, its default model (for
-/// requests that name none) and its monthly spend limit
+/// requests that name none), its monthly token limit (`budgets.monthly_tokens`) and its monthly
+/// spend limit
 /// (every tenant's monthly spend is tracked; see [`UNLIMITED_MONTHLY_USD`]). Request rate limits
 /// (`rate_limits`) apply to every request, model or not, so the server enforces them in its
 /// authentication layer; the router does not count them a second time.
@@ -70,64 +71,82 @@ pub fn policy_for_config(cfg: &TenantConfig) -> TenantPolicy {
     if let Some(m) = &cfg.default_model {
         p = p.with_default_model(m.clone());
     }
+    if let Some(tokens) = cfg.budgets.monthly_tokens {
+        p = p.with_token_budget(TokenBudget::new(tokens, BudgetPeriod::Monthly));
+    }
     let usd = cfg.budgets.monthly_usd.unwrap_or(UNLIMITED_MONTHLY_USD);
     p.with_budget(Budget::new(usd, BudgetPeriod::Monthly))
 }
 
-type Cached = (Option<Arc<TenantPolicy>>, Instant);
-
-/// A [`PolicySource`] over a [`TenantStore`]: each tenant's configuration becomes its policy
-/// through [`policy_for_config`], cached for `ttl` per tenant (call
-/// [`TenantConfigPolicies::invalidate`] after changing a configuration in this process).
+/// A [`PolicySource`] over the tenant registry: each tenant's configuration, read through a
+/// [`TenantConfigCache`] (shared with whatever else reads tenant configuration, e.g. the server's
+/// authentication), becomes its policy through [`policy_for_config`]. Call
+/// [`TenantConfigPolicies::invalidate`] (or the cache's) after changing a configuration in this
+/// process.
 ///
 /// A tenant the store does not know gets the router's own policy (`None`), so internal tenants
 /// (probes, tests, embedded use) keep working; a disabled tenant is refused with `forbidden`.
 pub struct TenantConfigPolicies {
-    store: Arc<dyn TenantStore>,
-    ttl: Duration,
-    cache: RwLock<HashMap<TenantId, Cached>>,
+    configs: Arc<TenantConfigCache>,
+    /// The policy derived from each tenant's current configuration (rebuilt when it changes).
+    derived: RwLock<HashMap<TenantId, Derived>>,
 }
 
 impl std::fmt::Debug for TenantConfigPolicies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConfigPolicies")
-            .field("ttl", &self.ttl)
+            .field("configs", &self.configs)
             .finish_non_exhaustive()
     }
 }
 
-/// Cached tenants beyond which the cache starts over (bounds memory under tenant churn).
-const MAX_CACHED: usize = 100_000;
+/// A configuration and the policy made from it.
+type Derived = (Arc<TenantConfig>, Arc<TenantPolicy>);
+
+/// Derived policies beyond which the map starts over (bounds memory under tenant churn).
+const MAX_DERIVED: usize = 100_000;
 
 impl TenantConfigPolicies {
-    /// Policies from `store`, each cached for `ttl`.
+    /// Policies from `store`, each configuration cached for `ttl` in a cache of their own.
     pub fn new(store: Arc<dyn TenantStore>, ttl: Duration) -> Self {
+        Self::from_cache(Arc::new(TenantConfigCache::new(store, ttl)))
+    }
+
+    /// Policies from the configurations `configs` caches (share it with the other readers).
+    pub fn from_cache(configs: Arc<TenantConfigCache>) -> Self {
         Self {
-            store,
-            ttl,
-            cache: RwLock::new(HashMap::new()),
+            configs,
+            derived: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Forgets `tenant`'s cached policy: the next call reads its configuration again.
+    /// The configuration cache the policies come from.
+    pub fn configs(&self) -> &Arc<TenantConfigCache> {
+        &self.configs
+    }
+
+    /// Forgets `tenant`'s cached configuration: the next call reads it again.
     pub fn invalidate(&self, tenant: &TenantId) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
+        self.configs.invalidate(tenant);
     }
 
-    async fn load(&self, tenant: &TenantId) -> Result<Option<Arc<TenantPolicy>>> {
-        match self.store.get_tenant(tenant).await? {
-            None => Ok(None),
-            Some(t) if t.disabled => {
-                Err(Error::forbidden(format!("tenant '{tenant}' is disabled")))
-            }
-            Some(_) => {
-                let cfg = self.store.get_config(tenant).await?;
-                Ok(Some(Arc::new(policy_for_config(&cfg))))
-            }
+    fn derive(&self, tenant: &TenantId, cfg: Arc<TenantConfig>) -> Arc<TenantPolicy> {
+        if let Some((seen, policy)) = self
+            .derived
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            && Arc::ptr_eq(seen, &cfg)
+        {
+            return policy.clone();
         }
+        let policy = Arc::new(policy_for_config(&cfg));
+        let mut derived = self.derived.write().unwrap_or_else(|p| p.into_inner());
+        if derived.len() >= MAX_DERIVED {
+            derived.clear();
+        }
+        derived.insert(tenant.clone(), (cfg, policy.clone()));
+        policy
     }
 }
 
@@ -135,24 +154,13 @@ impl TenantConfigPolicies {
 impl PolicySource for TenantConfigPolicies {
     async fn policy(&self, ctx: &RequestContext) -> Result<Option<Arc<TenantPolicy>>> {
         let tenant = ctx.tenant();
-        if let Some((policy, at)) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(policy.clone());
+        match self.configs.status(tenant).await? {
+            TenantStatus::Unknown => Ok(None),
+            TenantStatus::Disabled => {
+                Err(Error::forbidden(format!("tenant '{tenant}' is disabled")))
+            }
+            TenantStatus::Enabled(cfg) => Ok(Some(self.derive(tenant, cfg))),
         }
-        // A disabled tenant is not cached: the error is returned each time (and a re-enabled
-        // tenant works at once).
-        let policy = self.load(tenant).await?;
-        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(tenant.clone(), (policy.clone(), Instant::now()));
-        Ok(policy)
     }
 }
 
@@ -175,6 +183,12 @@ mod tests {
         let p = policy_for_config(&cfg);
         assert_eq!(p.allowed_models, Some(vec!["m1".to_owned()]));
         assert_eq!(p.default_model.as_deref(), Some("m1"));
+        assert_eq!(p.token_budget, None);
+        cfg.budgets.monthly_tokens = Some(10_000);
+        assert_eq!(
+            policy_for_config(&cfg).token_budget,
+            Some(TokenBudget::new(10_000, BudgetPeriod::Monthly))
+        );
         assert_eq!(p.budget, Some(Budget::new(2.5, BudgetPeriod::Monthly)));
     }
 }

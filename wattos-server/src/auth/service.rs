@@ -1,13 +1,13 @@
 //! [`Auth`]: the one object the server needs for authentication, authorization, limits and audit.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use wattos_core::resilience::{Admission, AdmissionLimits};
 use wattos_core::tenancy::{
     ApiKeyStore, AuditEvent, AuditLog, Authenticator, BuiltinRole, Credentials, Identity, Outcome,
-    Permission, PermissionSet, RevocationStore, TenantConfig, TenantStore, effective_permissions,
+    Permission, PermissionSet, RevocationStore, TenantConfig, TenantConfigCache, TenantStore,
+    effective_permissions,
 };
 use wattos_core::{Error, Result, TenantId};
 use wattos_llm::router::TenantConfigPolicies;
@@ -106,7 +106,9 @@ pub(crate) struct AuthInner {
     pub(crate) api_keys: Arc<ApiKeyAuthenticator>,
     /// Requests in flight per tenant (the tenant's `rate_limits.max_concurrent`).
     pub(crate) concurrency: Admission,
-    tenant_cache: RwLock<HashMap<TenantId, (Option<TenantEntry>, Instant)>>,
+    /// Tenant status and configuration: the policy source's cache when there is one, so both
+    /// see a change at the same time.
+    configs: Arc<TenantConfigCache>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -126,6 +128,13 @@ impl Auth {
             parts.hasher.clone(),
             parts.cache_ttl,
         ));
+        let configs = match &parts.policies {
+            Some(p) => p.configs().clone(),
+            None => Arc::new(TenantConfigCache::new(
+                parts.tenants.clone(),
+                parts.cache_ttl,
+            )),
+        };
         Self {
             inner: Arc::new(AuthInner {
                 parts,
@@ -139,7 +148,7 @@ impl Auth {
                         retry_after: Duration::from_secs(1),
                     },
                 ),
-                tenant_cache: RwLock::new(HashMap::new()),
+                configs,
             }),
         }
     }
@@ -178,44 +187,27 @@ impl Auth {
         }
     }
 
-    /// The tenant's enabled entry (configuration), cached for `cache_ttl`.
+    /// The tenant's enabled entry (configuration), from the tenant configuration cache shared
+    /// with the routers' policy source (one cache, one invalidation).
     ///
     /// # Errors
     /// `unauthenticated` when the tenant is unknown or disabled.
     pub(crate) async fn tenant_entry(&self, tenant: &TenantId) -> Result<TenantEntry> {
-        let ttl = self.inner.parts.cache_ttl;
-        if let Ok(c) = self.inner.tenant_cache.read()
-            && let Some((entry, at)) = c.get(tenant)
-            && at.elapsed() < ttl
-        {
-            cache_op("tenant_config", "hit");
-            return entry
-                .clone()
-                .ok_or_else(|| Error::unauthenticated("unknown or disabled tenant"));
+        match self.inner.configs.config(tenant).await? {
+            Some(config) => Ok(TenantEntry { config }),
+            None => Err(Error::unauthenticated("unknown or disabled tenant")),
         }
-        cache_op("tenant_config", "miss");
-        let tenants = &self.inner.parts.tenants;
-        let entry = match tenants.get_tenant(tenant).await? {
-            Some(t) if !t.disabled => Some(TenantEntry {
-                config: Arc::new(tenants.get_config(tenant).await?),
-            }),
-            _ => None,
-        };
-        if let Ok(mut c) = self.inner.tenant_cache.write() {
-            if c.len() > 100_000 {
-                c.clear();
-            }
-            c.insert(tenant.clone(), (entry.clone(), Instant::now()));
-            cache_op("tenant_config", "set");
-        }
-        entry.ok_or_else(|| Error::unauthenticated("unknown or disabled tenant"))
     }
 
-    /// Forgets the cached entry of `tenant` (after a configuration change in this process).
+    /// The tenant configuration cache (shared with the routers' policy source when there is one).
+    pub fn tenant_configs(&self) -> &Arc<TenantConfigCache> {
+        &self.inner.configs
+    }
+
+    /// Forgets the cached entry of `tenant` (after a configuration change in this process), for
+    /// authentication and the routers alike.
     pub fn invalidate_tenant(&self, tenant: &TenantId) {
-        if let Ok(mut c) = self.inner.tenant_cache.write() {
-            c.remove(tenant);
-        }
+        self.inner.configs.invalidate(tenant);
         if let Some(p) = &self.inner.parts.policies {
             p.invalidate(tenant);
         }
