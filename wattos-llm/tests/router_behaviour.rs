@@ -15,8 +15,8 @@ use wattos_core::llm::{ChatModel, ChatRequest, Message};
 use wattos_core::tenancy::{Tenant, TenantConfig, TenantStore};
 use wattos_core::{ErrorKind, TenantId};
 use wattos_llm::router::{
-    Deployment, EmbeddingRouter, ModelGroup, Price, Router, Strategy, TenantConfigPolicies,
-    TenantPolicy,
+    BudgetPeriod, Deployment, EmbeddingRouter, ModelGroup, Price, Router, Strategy,
+    TenantConfigPolicies, TenantPolicy, TokenBudget, tenant_token_budget_key,
 };
 use wattos_llm::state::MemoryState;
 use wattos_llm::usage::{MemoryUsageSink, UsageOutcome};
@@ -461,6 +461,55 @@ async fn a_request_without_a_model_goes_to_the_tenants_default_then_the_routers(
     let err = build(Some("missing")).unwrap_err();
     assert!(err.message().contains("default model 'missing'"), "{err}");
     assert_eq!((a.calls(), b.calls()), (2, 2));
+}
+
+#[tokio::test]
+async fn a_token_budget_reserves_the_estimate_settles_the_actual_count_and_refuses_beyond() {
+    let state = Arc::new(MemoryState::new());
+    let ok = FakeChat::healthy("ok");
+    let broken = FakeChat::new("broken", Fault::ServerError);
+    let r = Router::builder()
+        .deployment(dep("ok", &ok))
+        .deployment(dep("broken", &broken))
+        .group(ModelGroup::new("m").deployment("ok"))
+        .group(ModelGroup::new("down").deployment("broken"))
+        .state(state.clone())
+        .tenant_policy(
+            TenantId::new("metered").unwrap(),
+            TenantPolicy::default().with_token_budget(TokenBudget::new(100, BudgetPeriod::Monthly)),
+        )
+        .build()
+        .unwrap();
+    let key = tenant_token_budget_key(&TenantId::new("metered").unwrap(), BudgetPeriod::Monthly);
+    use wattos_core::state::BudgetStore;
+    // A failed call uses no tokens: its reservation is given back.
+    let err = r.chat(&ctx("metered"), req("down")).await.unwrap_err();
+    assert_ne!(err.kind(), ErrorKind::BudgetExceeded, "{err}");
+    assert_eq!(state.committed(&key).await.unwrap(), 0);
+    // Each call reserves its estimate (about 30 tokens here) and settles to the 15 it used.
+    let mut answered = 0;
+    let refusal = loop {
+        match r.chat(&ctx("metered"), req("m")).await {
+            Ok(_) => answered += 1,
+            Err(e) => break e,
+        }
+        assert!(answered < 100, "the budget never refused");
+    };
+    assert_eq!(refusal.kind(), ErrorKind::BudgetExceeded, "{refusal}");
+    assert!(
+        refusal
+            .message()
+            .contains("monthly token budget of 100 tokens"),
+        "{refusal}"
+    );
+    let used = state.committed(&key).await.unwrap();
+    assert_eq!(used, 15 * answered);
+    // Admitted while the used tokens plus the estimate fitted: 75 + 30 > 100 refuses the sixth.
+    assert_eq!(answered, 5);
+    assert_eq!(ok.calls(), 5, "the refused call reached no deployment");
+    // Other tenants are not metered by it.
+    r.chat(&ctx("other"), req("m")).await.unwrap();
+    assert_eq!(state.committed(&key).await.unwrap(), used);
 }
 
 #[tokio::test]

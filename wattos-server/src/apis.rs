@@ -53,6 +53,9 @@ pub struct SharedServices {
     /// it, shared-mode collections cache nothing.
     #[cfg(feature = "redis")]
     pub query_cache: Option<wattos_rag::cache::RedisQueryCache>,
+    /// Tenant configurations (the authentication's cache), for per-tenant RAG limits such as
+    /// `rag.max_documents`. Without it no tenant limit applies (embedded mode without auth).
+    pub tenant_configs: Option<Arc<wattos_core::tenancy::TenantConfigCache>>,
 }
 
 impl std::fmt::Debug for SharedServices {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for SharedServices {
         let mut d = f.debug_struct("SharedServices");
         #[cfg(feature = "redis")]
         d.field("query_cache", &self.query_cache.is_some());
+        d.field("tenant_configs", &self.tenant_configs.is_some());
         d.finish()
     }
 }
@@ -68,6 +72,15 @@ impl SharedServices {
     /// No shared services.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// Enforces per-tenant RAG limits with the configurations `configs` caches.
+    pub fn with_tenant_configs(
+        mut self,
+        configs: Arc<wattos_core::tenancy::TenantConfigCache>,
+    ) -> Self {
+        self.tenant_configs = Some(configs);
+        self
     }
 
     /// Shares search results in Redis through `cache`.
@@ -117,12 +130,16 @@ pub async fn build_services_with(
     ) {
         Some(name) => {
             let embedder = catalog.embedding(&ctx, &name)?;
-            Some(RagService::new(
+            let svc = RagService::new(
                 Registry::new(db.clone()),
                 rag_backend(config, shared)?,
                 embedder,
                 name,
-            ))
+            );
+            if let Some(configs) = &shared.tenant_configs {
+                svc.set_tenant_configs(configs.clone());
+            }
+            Some(svc)
         }
         None => {
             tracing::warn!("no embedding model loaded: the RAG API answers 503");

@@ -409,7 +409,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         None => None,
         Some(store) => Some(build_auth(&settings, store, usage, policies, &events, &redis).await?),
     };
-    let shared = shared_services(&settings, &redis);
+    let mut shared = shared_services(&settings, &redis);
+    if let Some(a) = &auth {
+        shared = shared.with_tenant_configs(a.tenant_configs().clone());
+    }
     let (rag, agents) =
         crate::apis::build_services_with(&settings.core, &catalog, None, &shared).await?;
     let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;

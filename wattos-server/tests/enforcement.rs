@@ -4,8 +4,8 @@
 //! successful state change writes an audit record, and the RBAC rules of `docs/security.md` hold
 //! (`chat:invoke` for model-invoking routes, no `system` role from credentials, reserved tenant
 //! ids, the platform chain readable by the platform admin), and the tenant defaults
-//! (`default_model`, `rag.default_top_k`, `agents.max_steps`, `agents.approval_required_tools`) act
-//! on every route they concern.
+//! (`default_model`, `rag.default_top_k`, `rag.max_documents`, `budgets.monthly_tokens`,
+//! `agents.max_steps`, `agents.approval_required_tools`) act on every route they concern.
 
 #![allow(clippy::unwrap_used)]
 
@@ -159,6 +159,19 @@ impl Server {
             )
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+
+    /// Creates collection `name` (or finds it) with `key`.
+    async fn create_collection(&self, key: &str, name: &str) {
+        let r = self
+            .call(
+                "POST",
+                "/v1/rag/collections",
+                key,
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert!(r.status == 201 || r.status == 200, "{name}: {:?}", r.body);
     }
 
     /// The tenant's audit records (read by the platform admin).
@@ -320,21 +333,14 @@ async fn model_policy_holds_on_every_route_that_invokes_a_model_in_a_fresh_serve
     for (case, config) in [
         ("allow-list", json!({"allowed_models": ["no-such-model"]})),
         ("budget", json!({"budgets": {"monthly_usd": 0.0}})),
+        ("tokens", json!({"budgets": {"monthly_tokens": 0}})),
         (
             "rpm",
             json!({"rate_limits": {"per_key_rpm": 1, "burst": 0}}),
         ),
     ] {
         let (tenant, key) = s.tenant("pol", &["admin"]).await;
-        let r = s
-            .call(
-                "POST",
-                "/v1/rag/collections",
-                &key,
-                Some(json!({"name": "kb"})),
-            )
-            .await;
-        assert!(r.status == 201 || r.status == 200, "{case}: {:?}", r.body);
+        s.create_collection(&key, "kb").await;
         s.put_config(&tenant, config).await;
         if case == "rpm" {
             // The key's one request of the minute, on a route that calls no model.
@@ -430,15 +436,7 @@ async fn every_403_of_every_route_is_audited_and_every_state_change_too() {
     }
 
     // State changes: each leaves its record (the admin routes and memories write their own).
-    let r = s
-        .call(
-            "POST",
-            "/v1/rag/collections",
-            &admin,
-            Some(json!({"name": "kb"})),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.create_collection(&admin, "kb").await;
     let r = s
         .call(
             "POST",
@@ -670,15 +668,7 @@ fn last_chat_model(mock: &MockServer) -> Value {
 async fn tenant_settings_choose_the_model_the_top_k_the_step_ceiling_and_approvals() {
     let s = Server::start_full(true, &[]).await;
     let (tenant, key) = s.tenant("defaults", &["admin"]).await;
-    let r = s
-        .call(
-            "POST",
-            "/v1/rag/collections",
-            &key,
-            Some(json!({"name": "kb"})),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.create_collection(&key, "kb").await;
     let docs: Vec<Value> = (0..8)
         .map(|i| json!({"id": format!("d{i}"), "text": format!("Solar panel fact number {i}: panels turn sunlight into electricity.")}))
         .collect();
@@ -808,4 +798,53 @@ async fn tenant_settings_choose_the_model_the_top_k_the_step_ceiling_and_approva
     let r = answer().await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["model"], "pol-two", "{:?}", r.body);
+
+    // rag.max_documents: the tenant has 8 documents; a quota of 9 admits one new document,
+    // updates of stored ones, and refuses the rest before anything is stored.
+    s.put_config(&tenant, json!({"rag": {"max_documents": 9}}))
+        .await;
+    let ingest = |ids: &[&str]| {
+        let docs: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "text": format!("Document {id} about wind power.")}))
+            .collect();
+        s.call(
+            "POST",
+            "/v1/rag/collections/kb/documents",
+            &key,
+            Some(json!({"documents": docs})),
+        )
+    };
+    let r = ingest(&["n1", "n2"]).await;
+    assert_eq!(r.status, 402, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "budget_exceeded", "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_documents"),
+        "{:?}",
+        r.body
+    );
+    let r = ingest(&["d0", "d1", "n1"]).await;
+    assert_eq!(
+        r.status, 200,
+        "updates and one new document fit: {:?}",
+        r.body
+    );
+    let r = ingest(&["n2"]).await;
+    assert_eq!(r.status, 402, "{:?}", r.body);
+    let r = s
+        .call("DELETE", "/v1/rag/collections/kb/documents/d7", &key, None)
+        .await;
+    assert!(r.status < 300, "{:?}", r.body);
+    let r = ingest(&["n2"]).await;
+    assert_eq!(
+        r.status, 200,
+        "a deleted document frees its place: {:?}",
+        r.body
+    );
+    let listed = s.call("GET", "/v1/rag/collections/kb", &key, None).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    assert_eq!(listed.body["document_count"], 9, "{:?}", listed.body);
 }

@@ -44,7 +44,7 @@ pub struct RateLimits {
 pub struct Budgets {
     /// Monthly spend limit in USD.
     pub monthly_usd: Option<f64>,
-    /// Monthly token limit.
+    /// Monthly token limit (input plus output, all models together; `None`: unlimited).
     pub monthly_tokens: Option<u64>,
 }
 
@@ -197,6 +197,14 @@ impl TenantConfig {
                 format!("must be a number in 0..={:e}", limits::MAX_BUDGET_USD),
             ));
         }
+        if let Some(tokens) = self.budgets.monthly_tokens
+            && tokens > limits::MAX_MONTHLY_TOKENS
+        {
+            return Err(Error::invalid_field(
+                "budgets.monthly_tokens",
+                format!("must be 0..={}", limits::MAX_MONTHLY_TOKENS),
+            ));
+        }
         if !(1..=1000).contains(&self.rag.default_top_k) {
             return Err(Error::invalid_field(
                 "rag.default_top_k",
@@ -245,6 +253,8 @@ pub mod limits {
     pub const MAX_CONCURRENT: u32 = 100_000;
     /// Largest monthly budget in USD.
     pub const MAX_BUDGET_USD: f64 = 1e12;
+    /// Largest monthly token budget (10^15 tokens; fits the budget counters' `i64`).
+    pub const MAX_MONTHLY_TOKENS: u64 = 1_000_000_000_000_000;
     /// Longest retention in days (100 years).
     pub const MAX_RETENTION_DAYS: u32 = 36_500;
     /// Most entries in a list of names (allowed models, approval tools).

@@ -97,6 +97,8 @@ pub(crate) struct Admitted {
     pub(crate) est: Estimate,
     /// Request-level TPM counters charged with the estimate.
     pub(crate) tpm_keys: Vec<StateKey>,
+    /// The tenant's token budget counter, reserved with the estimate.
+    pub(crate) token_budget_key: Option<StateKey>,
     pub(crate) started: Instant,
 }
 
@@ -205,13 +207,48 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
         let started = Instant::now();
         ctx.check_deadline()?;
         let (group, policy) = self.resolve_for(ctx, model).await?;
+        let est_tokens = i64::try_from(est.total()).unwrap_or(i64::MAX);
+        let token_budget_key = match &policy.token_budget {
+            None => None,
+            Some(b) => {
+                let line = b.line(ctx.tenant(), SystemTime::now());
+                match self
+                    .budgets
+                    .reserve(std::slice::from_ref(&line), est_tokens)
+                    .await?
+                {
+                    Reservation::Reserved => Some(line.key),
+                    Reservation::Exceeded {
+                        committed_nanos, ..
+                    } => {
+                        return Err(Error::budget_exceeded(format!(
+                            "{} token budget of {} tokens exhausted: {} used, this call needs about {}",
+                            b.period.label(),
+                            b.limit_tokens,
+                            committed_nanos.max(0),
+                            est_tokens
+                        )));
+                    }
+                }
+            }
+        };
         let mut charges = Vec::new();
         policy.window_charges(ctx, est.total(), &mut charges);
         if !charges.is_empty() {
             let only: Vec<WindowCharge> = charges.iter().map(|(c, _)| c.clone()).collect();
-            match self.windows.try_acquire(&only).await? {
+            let admission = match self.windows.try_acquire(&only).await {
+                Ok(a) => a,
+                Err(e) => {
+                    self.release_tokens(token_budget_key.as_ref(), est_tokens)
+                        .await;
+                    return Err(e);
+                }
+            };
+            match admission {
                 Admission::Admitted => {}
                 Admission::Rejected { index, retry_after } => {
+                    self.release_tokens(token_budget_key.as_ref(), est_tokens)
+                        .await;
                     let (charge, label) = &charges[index];
                     metrics::counter!(names::RATE_LIMITED_TOTAL, "scope" => *label).increment(1);
                     return Err(Error::rate_limited(format!(
@@ -232,18 +269,30 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
             group,
             est,
             tpm_keys,
+            token_budget_key,
             started,
         })
     }
 
+    /// Gives `tokens` back to the token budget counter `key`.
+    async fn release_tokens(&self, key: Option<&StateKey>, tokens: i64) {
+        if let Some(k) = key
+            && let Err(e) = self.budgets.settle(std::slice::from_ref(k), -tokens).await
+        {
+            tracing::warn!(error = %e, "could not release a token budget reservation");
+        }
+    }
+
     /// Gives back the request-level token estimate of a request that produced nothing.
     pub(crate) async fn refund_request(&self, adm: &Admitted) {
-        let delta = -(i64::try_from(adm.est.total()).unwrap_or(i64::MAX));
+        let est = i64::try_from(adm.est.total()).unwrap_or(i64::MAX);
         for k in &adm.tpm_keys {
-            if let Err(e) = self.windows.adjust(k, MINUTE, delta).await {
+            if let Err(e) = self.windows.adjust(k, MINUTE, -est).await {
                 tracing::warn!(error = %e, "could not refund token estimate");
             }
         }
+        self.release_tokens(adm.token_budget_key.as_ref(), est)
+            .await;
     }
 
     fn eligible(&self, slot: &Slot<M>, est: &Estimate, skips: &mut Skips) -> bool {
@@ -482,6 +531,7 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                             reserved_nanos,
                             est,
                             request_tpm_keys: Vec::new(),
+                            token_budget_key: None,
                             group: group.name.clone(),
                             tenant: ctx.tenant().clone(),
                             principal: ctx.principal().subject.clone(),
@@ -509,6 +559,7 @@ impl<M: ?Sized + Send + Sync + 'static> Engine<M> {
                             if let (Some(a), Some(inner)) = (adm_slot.take(), lease.inner.as_mut())
                             {
                                 inner.request_tpm_keys = a.tpm_keys;
+                                inner.token_budget_key = a.token_budget_key;
                             }
                             return Ok((value, lease));
                         }
@@ -607,6 +658,9 @@ pub(crate) struct LeaseInner<M: ?Sized> {
     reserved_nanos: i64,
     est: Estimate,
     request_tpm_keys: Vec<StateKey>,
+    /// The tenant's token budget counter (on the attempt that answered), settled to the actual
+    /// token count.
+    token_budget_key: Option<StateKey>,
     group: String,
     tenant: TenantId,
     principal: String,
@@ -810,6 +864,11 @@ impl<M: ?Sized + Send + Sync + 'static> LeaseInner<M> {
             }
             for k in &self.request_tpm_keys {
                 let _ = engine.windows.adjust(k, MINUTE, delta).await;
+            }
+            if let Some(k) = &self.token_budget_key
+                && let Err(e) = engine.budgets.settle(std::slice::from_ref(k), delta).await
+            {
+                tracing::warn!(error = %e, "could not settle the token budget");
             }
         }
         let cost_nanos = actual_nanos.unwrap_or(self.reserved_nanos);

@@ -46,7 +46,10 @@ pub use deployment::{
 pub use embed::EmbeddingRouter;
 pub use engine::{ROUTER_FALLBACKS, RouterSettings};
 pub use health::{DeploymentHealth, ProbeOutcome, RouterHealth};
-pub use policy::{Budget, BudgetPeriod, RateLimits, TenantPolicy, tenant_budget_key};
+pub use policy::{
+    Budget, BudgetPeriod, RateLimits, TenantPolicy, TokenBudget, tenant_budget_key,
+    tenant_token_budget_key,
+};
 pub use shared::RouterHealthCheck;
 pub use strategy::{
     Candidate, LeastInFlight, LowestCost, LowestLatency, PriorityOrder, RoundRobin,

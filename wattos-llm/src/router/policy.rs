@@ -104,6 +104,36 @@ impl Budget {
     }
 }
 
+/// A cap on the tokens (input plus output) a tenant's calls may use in a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBudget {
+    /// The cap in tokens.
+    pub limit_tokens: u64,
+    /// When it resets.
+    #[serde(default)]
+    pub period: BudgetPeriod,
+}
+
+impl TokenBudget {
+    /// A cap of `limit_tokens` per `period`.
+    pub fn new(limit_tokens: u64, period: BudgetPeriod) -> Self {
+        Self {
+            limit_tokens,
+            period,
+        }
+    }
+
+    /// The budget line of `tenant`'s counter for the period containing `now`.
+    pub(crate) fn line(&self, tenant: &TenantId, now: SystemTime) -> BudgetLine {
+        let (bucket, ttl) = self.period.bucket(now);
+        BudgetLine {
+            key: StateKey::tenant(tenant, "budget", &["tokens", &bucket]),
+            limit_nanos: i64::try_from(self.limit_tokens).unwrap_or(i64::MAX),
+            ttl,
+        }
+    }
+}
+
 /// What one tenant may do. The default policy allows every model with no limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TenantPolicy {
@@ -129,6 +159,11 @@ pub struct TenantPolicy {
     /// Budgets per model group (by canonical group name), for the whole tenant.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub model_budgets: HashMap<String, Budget>,
+    /// Tokens the whole tenant may use per period, all models together: each call reserves its
+    /// estimate at admission (refused with `budget_exceeded` when it does not fit) and settles to
+    /// the actual count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<TokenBudget>,
 }
 
 impl TenantPolicy {
@@ -165,6 +200,12 @@ impl TenantPolicy {
     /// Sets the per-principal budget.
     pub fn with_key_budget(mut self, budget: Budget) -> Self {
         self.key_budget = Some(budget);
+        self
+    }
+
+    /// Sets the tenant's token budget.
+    pub fn with_token_budget(mut self, budget: TokenBudget) -> Self {
+        self.token_budget = Some(budget);
         self
     }
 
@@ -314,6 +355,12 @@ impl BudgetGauges {
         )
         .set(max);
     }
+}
+
+/// The key of `tenant`'s token budget counter in the current period (to read the tokens used).
+pub fn tenant_token_budget_key(tenant: &TenantId, period: BudgetPeriod) -> StateKey {
+    let (bucket, _) = period.bucket(SystemTime::now());
+    StateKey::tenant(tenant, "budget", &["tokens", &bucket])
 }
 
 /// The budget key of `tenant`'s tenant-wide budget in the current period (to read spend).

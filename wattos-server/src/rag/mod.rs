@@ -433,6 +433,10 @@ async fn run_ingest(
             updated_at_ms: 0,
         })
         .collect();
+    // The tenant's document quota, checked before anything is stored; the guard keeps the
+    // tenant's other ingests out until these documents are recorded.
+    let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+    let _quota = svc.reserve_documents(ctx, collection, &ids).await?;
     let report = if docs.is_empty() {
         Default::default()
     } else {

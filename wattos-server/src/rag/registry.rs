@@ -250,6 +250,53 @@ impl Registry {
         Ok(())
     }
 
+    /// Documents of `tenant` in all its collections.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn count_tenant_documents(&self, tenant: &TenantId) -> Result<u64> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE tenant_id = $1",
+            self.documents
+        ))
+        .bind(tenant.as_str())
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(db_err)?;
+        let n: i64 = row.try_get("n").map_err(db_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Which of `ids` the collection already has.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn existing_ids(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        // In chunks, well below either database's limit on bound parameters.
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (3..3 + chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id FROM {} WHERE tenant_id = $1 AND collection = $2 AND id IN ({})",
+                self.documents,
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(collection);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(self.db.pool()).await.map_err(db_err)? {
+                found.insert(row.try_get::<String, _>("id").map_err(db_err)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// One document row.
     ///
     /// # Errors

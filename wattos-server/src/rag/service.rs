@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 use wattos_core::embedding::EmbeddingModel;
-use wattos_core::{Error, Result, TenantId};
+use wattos_core::tenancy::TenantConfigCache;
+use wattos_core::{Error, RequestContext, Result, TenantId};
 use wattos_rag::embed::CachedEmbedder;
 use wattos_rag::keyword::{KeywordIndex, Language};
 use wattos_rag::store::EmbeddedStore;
@@ -209,6 +210,10 @@ struct Inner {
     embedder: Arc<dyn EmbeddingModel>,
     embedder_name: String,
     open: Mutex<HashMap<(TenantId, String), Rag>>,
+    /// Tenant configurations, for `rag.max_documents` (none: no quota is enforced).
+    configs: std::sync::OnceLock<Arc<TenantConfigCache>>,
+    /// One ingest at a time per tenant with a document quota, so its check is exact here.
+    quota_locks: std::sync::Mutex<HashMap<TenantId, Arc<Mutex<()>>>>,
 }
 
 /// Collections of every tenant: the registry (what was ingested) and the open stacks. Cheap to
@@ -243,8 +248,66 @@ impl RagService {
                 embedder: Arc::new(CachedEmbedder::new(embedder, 100_000)),
                 embedder_name: embedder_name.into(),
                 open: Mutex::new(HashMap::new()),
+                configs: std::sync::OnceLock::new(),
+                quota_locks: std::sync::Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Reads each tenant's `rag.max_documents` from `configs` (the server's shared tenant
+    /// configuration cache). Set once; later calls are ignored.
+    pub fn set_tenant_configs(&self, configs: Arc<TenantConfigCache>) {
+        let _ = self.inner.configs.set(configs);
+    }
+
+    /// Checks the tenant's document quota (`rag.max_documents`) for storing `ids` in
+    /// `collection`: documents it already has there count once. Returns a guard to hold until
+    /// the documents are recorded: while a tenant has a quota its ingests run one at a time in
+    /// this instance, so two of them cannot both pass the check.
+    ///
+    /// # Errors
+    /// `budget_exceeded` when the new documents do not fit; registry failures.
+    pub async fn reserve_documents(
+        &self,
+        ctx: &RequestContext,
+        collection: &str,
+        ids: &[&str],
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        let Some(configs) = self.inner.configs.get() else {
+            return Ok(None);
+        };
+        let tenant = ctx.tenant();
+        let Some(max) = configs
+            .config(tenant)
+            .await?
+            .and_then(|c| c.rag.max_documents)
+        else {
+            return Ok(None);
+        };
+        let lock = self
+            .inner
+            .quota_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.clone())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        let registry = self.registry();
+        let stored = registry.count_tenant_documents(tenant).await?;
+        let existing = registry.existing_ids(tenant, collection, ids).await?;
+        let new = ids
+            .iter()
+            .filter(|id| !existing.contains(**id))
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64;
+        if stored.saturating_add(new) > max {
+            return Err(Error::budget_exceeded(format!(
+                "the tenant's document quota (rag.max_documents) is {max}: {stored} stored, this \
+                 request adds {new} new"
+            )));
+        }
+        Ok(Some(guard))
     }
 
     /// The registry.
