@@ -126,7 +126,9 @@ impl GgufTokenizer {
             .filter(|(_, t)| matches!(**t, TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))
             .map(|(s, t)| AddedToken::from(s.clone(), *t == TOKEN_TYPE_CONTROL))
             .collect();
-        tokenizer.add_special_tokens(&specials);
+        tokenizer
+            .add_special_tokens(specials)
+            .map_err(|e| format!("tokenizer.ggml special tokens: {e}"))?;
 
         let table = byte_level_decode_table();
         let token_bytes = tokens
