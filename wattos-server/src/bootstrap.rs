@@ -415,7 +415,11 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     }
     let (rag, agents) =
         crate::apis::build_services_with(&settings.core, &catalog, None, &shared).await?;
-    let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref()).await?;
+    let job_counters: Arc<dyn wattos_core::state::BudgetStore> = match &backends.budgets {
+        Some(b) => b.clone(),
+        None => Arc::new(wattos_llm::state::MemoryState::new()),
+    };
+    let jobs = crate::jobs::build_jobs(&settings, &catalog, rag.as_ref(), job_counters).await?;
     let memories = crate::memories::MemoryService::open(&settings.core, &catalog).await?;
     let conversations = crate::conversations::ConversationServices::open(&settings.core)
         .await?

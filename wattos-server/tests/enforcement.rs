@@ -90,6 +90,10 @@ impl Server {
         let state = build_state(Settings::from_sources(&sources).unwrap())
             .await
             .unwrap();
+        // The job worker, as `serve` starts it (runs until the test process ends).
+        if let Some(jobs) = state.jobs() {
+            let _ = jobs.spawn_worker(tokio_util::sync::CancellationToken::new());
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, wattos_server::app(state)).await });
@@ -847,4 +851,53 @@ async fn tenant_settings_choose_the_model_the_top_k_the_step_ceiling_and_approva
     let listed = s.call("GET", "/v1/rag/collections/kb", &key, None).await;
     assert_eq!(listed.status, 200, "{:?}", listed.body);
     assert_eq!(listed.body["document_count"], 9, "{:?}", listed.body);
+}
+
+/// Ingestion jobs are admitted against the tenant's limit of outstanding jobs at submission: the
+/// excess is refused with 429 + Retry-After and nothing is queued; the slot comes back when the job
+/// ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingestion_jobs_are_admitted_against_the_tenants_outstanding_limit() {
+    let s = Server::start_with(&[
+        ("WATTOS_JOBS__MAX_OUTSTANDING_PER_TENANT", "1"),
+        // This server has no local model: ingest with the provider's embedding model.
+        ("WATTOS_JOBS__EMBEDDING_MODEL", "text-embedding-3-small"),
+    ])
+    .await;
+    let (_tenant, key) = s.tenant("jobs", &["admin"]).await;
+    s.create_collection(&key, "kb").await;
+    let submit = |n: u32| {
+        s.call(
+            "POST",
+            "/v1/rag/collections/kb/jobs",
+            &key,
+            Some(json!({"documents": [{"id": format!("j{n}"), "text": format!("Job document {n} on tides.")}]})),
+        )
+    };
+    // The first job's embedding call is slow, so the job is still running below.
+    s.mock.push_fault(wattos_llm::testing::Fault::Latency(
+        std::time::Duration::from_millis(1500),
+    ));
+    let first = submit(1).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    let r = submit(2).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], "rate_limited", "{:?}", r.body);
+    // Resubmitting the outstanding job is a duplicate, not a refusal.
+    let again = submit(1).await;
+    assert_eq!(again.status, 202, "{:?}", again.body);
+    assert_eq!(again.body["duplicate"], true, "{:?}", again.body);
+    let url = first.body["status_url"].as_str().unwrap().to_owned();
+    let mut state = String::new();
+    for _ in 0..100 {
+        let r = s.call("GET", &url, &key, None).await;
+        state = r.body["state"].as_str().unwrap_or("").to_owned();
+        if state == "succeeded" || state == "dead_lettered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "succeeded");
+    let r = submit(2).await;
+    assert_eq!(r.status, 202, "the slot came back: {:?}", r.body);
 }

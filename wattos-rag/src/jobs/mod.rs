@@ -24,6 +24,7 @@
 //!   dead-lettered on the next delivery without running again (poison jobs cannot crash-loop a
 //!   fleet).
 
+mod admission;
 mod heartbeat;
 mod memory;
 
@@ -40,6 +41,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use wattos_core::{Error, ErrorKind, Result, TenantId};
 
+pub use admission::{AdmittedQueue, JobLimits};
 pub use heartbeat::{HEARTBEAT_INTERVAL, WorkerHeartbeat};
 #[cfg(feature = "nats")]
 pub use jetstream::{JetStreamConfig, JetStreamQueue};

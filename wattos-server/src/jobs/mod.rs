@@ -96,6 +96,11 @@ pub struct JobSettings {
     pub heartbeat_timeout: Duration,
     /// `crawl.*`: what crawl jobs may reach and their limits.
     pub crawl: CrawlSettings,
+    /// `jobs.max_outstanding_per_tenant`: queued, running or retrying jobs (ingestions and
+    /// crawls) one tenant may have; more are refused with 429 + Retry-After (default 100).
+    pub max_outstanding_per_tenant: u64,
+    /// `jobs.max_outstanding`: the same for all tenants together (default 10 000).
+    pub max_outstanding: u64,
 }
 
 impl JobSettings {
@@ -129,7 +134,20 @@ impl JobSettings {
             redis_key_prefix: r.or("redis.key_prefix", "wattos:".into()),
             heartbeat_timeout: r.or("jobs.heartbeat_timeout", Duration::from_secs(15)),
             crawl: CrawlSettings::read(r),
+            max_outstanding_per_tenant: r.or("jobs.max_outstanding_per_tenant", 100),
+            max_outstanding: r.or("jobs.max_outstanding", 10_000),
         };
+        for (key, v) in [
+            (
+                "jobs.max_outstanding_per_tenant",
+                s.max_outstanding_per_tenant,
+            ),
+            ("jobs.max_outstanding", s.max_outstanding),
+        ] {
+            if !(1..=1_000_000).contains(&v) {
+                r.problem(key, "must be 1..=1000000");
+            }
+        }
         if s.heartbeat_timeout < Duration::from_secs(2) {
             r.problem("jobs.heartbeat_timeout", "must be at least 2s");
         }

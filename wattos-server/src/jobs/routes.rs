@@ -92,6 +92,7 @@ fn state_name(s: &JobStatus) -> String {
         (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
         (status = 403, description = "Missing rag:ingest", body = crate::error::ErrorBody),
         (status = 404, description = "No job queue on this server (`not_found`)", body = crate::error::ErrorBody),
+        (status = 429, description = "The tenant (`jobs.max_outstanding_per_tenant`) or the server (`jobs.max_outstanding`) has its limit of jobs outstanding, or a request rate limit; see Retry-After", body = crate::error::ErrorBody),
         (status = 503, description = "The job queue is unreachable (`unavailable`)", body = crate::error::ErrorBody),
     )
 )]
@@ -125,6 +126,7 @@ pub async fn submit_ingestion(
         (status = 401, description = "Missing or invalid credentials", body = crate::error::ErrorBody),
         (status = 403, description = "Missing rag:ingest", body = crate::error::ErrorBody),
         (status = 404, description = "No job queue on this server (`not_found`)", body = crate::error::ErrorBody),
+        (status = 429, description = "The tenant (`jobs.max_outstanding_per_tenant`) or the server (`jobs.max_outstanding`) has its limit of jobs outstanding, or a request rate limit; see Retry-After", body = crate::error::ErrorBody),
         (status = 503, description = "The job queue is unreachable (`unavailable`)", body = crate::error::ErrorBody),
     )
 )]

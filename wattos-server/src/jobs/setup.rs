@@ -4,14 +4,18 @@
 use std::sync::Arc;
 
 use wattos_core::config::DeploymentMode;
+use wattos_core::state::BudgetStore;
 use wattos_core::{Error, RequestContext, Result, TenantId};
-use wattos_rag::jobs::{JobQueue, MemoryJobQueue};
+use wattos_rag::jobs::{AdmittedQueue, JobLimits, JobQueue, MemoryJobQueue};
 
 use super::{IngestionService, JobSettings, Jobs, RagIngestion, ServerRole};
 use crate::gateway::ModelCatalog;
 use crate::settings::Settings;
 
-/// The queue (JetStream in shared mode, in process otherwise) and, for roles that run jobs,
+/// The queue (JetStream in shared mode, in process otherwise), admitting each new job against
+/// `jobs.max_outstanding_per_tenant` and `jobs.max_outstanding` counted in `counters` (the
+/// routers' state: Redis in shared mode, so API and worker instances count together), and, for
+/// roles that run jobs,
 /// the server's [`crate::rag::RagService`] when the RAG API is on, else [`RagIngestion`] with the configured embedding model (pgvector tables in shared mode, embedded
 /// stores under `<data_dir>/rag` otherwise).
 ///
@@ -22,6 +26,7 @@ pub async fn build_jobs(
     settings: &Settings,
     catalog: &ModelCatalog,
     rag: Option<&crate::rag::RagService>,
+    counters: Arc<dyn BudgetStore>,
 ) -> Result<Jobs> {
     let js = &settings.jobs;
     let core = &settings.core;
@@ -30,6 +35,16 @@ pub async fn build_jobs(
         (Some(nats), true) => jetstream_queue(nats.url.expose(), js).await?,
         _ => Arc::new(MemoryJobQueue::with_policy(js.retry())),
     };
+    let queue: Arc<dyn JobQueue> = Arc::new(AdmittedQueue::new(
+        queue,
+        counters,
+        JobLimits {
+            per_tenant: js.max_outstanding_per_tenant,
+            global: js.max_outstanding,
+            ..JobLimits::default()
+        },
+        js.retry(),
+    ));
     if !js.role.runs_jobs() {
         return Ok(Jobs::new(queue, None, js.clone()));
     }
