@@ -86,7 +86,8 @@ pub struct JobSettings {
     /// `jobs.status_bucket`: JetStream stream of job statuses (default
     /// `wattos_job_status`).
     pub status_bucket: String,
-    /// `jobs.embedding_model`: the served embedding model ingestion uses (default the local
+    /// `jobs.embedding_model`: the served embedding model ingestion uses when the RAG API is off
+    /// (with it on, jobs ingest through it, with its model) (default the local
     /// `all-minilm-l6-v2`).
     pub embedding_model: String,
     /// `redis.key_prefix`: prefix of every Redis key of this deployment (default `wattos:`).

@@ -15,9 +15,9 @@ use crate::settings::Settings;
 /// The queue (JetStream in shared mode, in process otherwise), admitting each new job against
 /// `jobs.max_outstanding_per_tenant` and `jobs.max_outstanding` counted in `counters` (the
 /// routers' state: Redis in shared mode, so API and worker instances count together), and, for
-/// roles that run jobs,
-/// the server's [`crate::rag::RagService`] when the RAG API is on, else [`RagIngestion`] with the configured embedding model (pgvector tables in shared mode, embedded
-/// stores under `<data_dir>/rag` otherwise).
+/// roles that run jobs, the ingestion service: the server's [`crate::rag::RagService`] when the
+/// RAG API is on (with its own embedding model), else [`RagIngestion`] with `jobs.embedding_model`
+/// (pgvector tables in shared mode, embedded stores under `<data_dir>/rag` otherwise).
 ///
 /// # Errors
 /// `unavailable` when NATS or PostgreSQL cannot be reached; `invalid_input` when a worker-only
@@ -48,6 +48,12 @@ pub async fn build_jobs(
     if !js.role.runs_jobs() {
         return Ok(Jobs::new(queue, None, js.clone()));
     }
+    // The server's RAG API is on: jobs write through it (same collections, registry, stores and
+    // embedding model), whatever `jobs.embedding_model` says.
+    if let Some(rag) = rag {
+        let service: Arc<dyn IngestionService> = Arc::new(rag.clone());
+        return Ok(Jobs::new(queue, Some(service), js.clone()));
+    }
     let ctx = RequestContext::system(TenantId::new(crate::gateway::EMBEDDED_TENANT)?);
     let embedder = match catalog.embedding(&ctx, &js.embedding_model) {
         Ok(e) => e,
@@ -62,10 +68,8 @@ pub async fn build_jobs(
             return Ok(Jobs::new(queue, None, js.clone()));
         }
     };
-    let service: Arc<dyn IngestionService> = match (rag, &core.database, shared) {
-        // The server's RAG API is on: jobs write through it (same collections, registry, stores).
-        (Some(rag), _, _) => Arc::new(rag.clone()),
-        (None, Some(db), true) => {
+    let service: Arc<dyn IngestionService> = match (&core.database, shared) {
+        (Some(db), true) => {
             let pool = crate::dbpool::PoolSpec::of(core, crate::dbpool::Pool::Vectors)
                 .pg()
                 .connect(db.url.expose())
@@ -73,7 +77,7 @@ pub async fn build_jobs(
                 .map_err(|e| Error::unavailable(format!("postgres: {e}")).with_source(e))?;
             Arc::new(RagIngestion::postgres(pool, embedder))
         }
-        (None, _, _) => Arc::new(RagIngestion::embedded(core.data_dir.join("rag"), embedder)),
+        _ => Arc::new(RagIngestion::embedded(core.data_dir.join("rag"), embedder)),
     };
     Ok(Jobs::new(queue, Some(service), js.clone()))
 }
