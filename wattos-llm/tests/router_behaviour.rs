@@ -94,7 +94,10 @@ async fn strategies_spread_as_documented() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+// Real time, not a paused clock: the router measures latency on the wall clock, and under a paused
+// clock the slow deployment's sleep takes no wall time, so which one measured faster was noise
+// (it failed once under a loaded CI run). The slow calls cost about 0.4 s of wall time.
+#[tokio::test]
 async fn lowest_latency_prefers_the_fast_deployment_and_least_in_flight_spreads() {
     let fast = FakeChat::healthy("fast");
     let slow = FakeChat::new("slow", Fault::SlowDrip(Duration::from_millis(100)));
