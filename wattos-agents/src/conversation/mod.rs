@@ -17,10 +17,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use wattos_core::Error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use wattos_core::PrincipalKind;
 use wattos_core::llm::{Message, Usage};
 use wattos_core::tenancy::Retention;
-use wattos_core::{Error, RequestContext, Result};
+use wattos_core::{RequestContext, Result};
 
 use crate::memory::ConversationWindow;
 
@@ -226,6 +229,7 @@ pub trait ConversationStore: Send + Sync {
 }
 
 /// Validates and normalises a title.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn check_title(title: &str) -> Result<String> {
     let t = title.trim();
     if t.is_empty() {
@@ -242,12 +246,14 @@ pub(crate) fn check_title(title: &str) -> Result<String> {
 
 /// The error for a thread `id` the caller cannot see: the same whether it does not exist or belongs
 /// to someone else, so neither its existence nor its owner leaks.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn missing(id: &str) -> Error {
     Error::not_found(format!("conversation {:?}", wattos_core::error::quote(id)))
 }
 
 /// Whether the caller may act on thread `id` owned by `owner` (tenant already matched); another
 /// user's thread is [`missing`], exactly like one that does not exist.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn check_owner(ctx: &RequestContext, owner: &str, id: &str) -> Result<()> {
     let p = ctx.principal();
     if p.kind == PrincipalKind::System || p.subject == owner {

@@ -1,6 +1,7 @@
 //! SQL conversation storage: SQLite (embedded) and Postgres (shared) with the same statements
 //! (`$n` placeholders, numbered in order of first use, which both engines accept).
 
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 
 use async_trait::async_trait;

@@ -243,6 +243,7 @@ impl<R> Engine<R> {
         self
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn rows(&self) -> &R {
         &self.rows
     }
@@ -431,6 +432,7 @@ impl<R: Rows> Engine<R> {
     }
 
     /// Deletes every tenant's expired memories (for a periodic sweeper); how many went.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) async fn purge_all_expired(&self) -> Result<u64> {
         let gone = self.rows.take_expired(None, now_ms()).await?;
         self.unindex(gone).await

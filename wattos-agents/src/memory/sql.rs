@@ -1,6 +1,7 @@
 //! Durable memories in SQLite (embedded) or Postgres (shared), with the same statements (`$n`
 //! placeholders in order of first use, which both engines accept).
 
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 use std::time::Duration;
 

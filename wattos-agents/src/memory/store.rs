@@ -583,6 +583,7 @@ macro_rules! delegate_memory_store {
         }
     };
 }
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use delegate_memory_store;
 
 /// Lower-cased words of two or more characters.
