@@ -115,8 +115,6 @@ async fn load_local_models(
     }
 }
 
-/// The model a provider is configured to call, and its price (configured, else the built-in list
-/// price of that model).
 async fn connect_store(settings: &Settings) -> Result<SqlStore> {
     let core = &settings.core;
     let url = match &core.database {
@@ -322,10 +320,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
         &settings.providers,
         &wattos_llm::registry::BuildContext::from_env(),
     )
-    .map_err(|e| match e.field() {
-        Some(f) => Error::invalid_field(format!("llm.{f}"), e.message().to_owned()),
-        None => e,
-    })?;
+    .map_err(crate::gateway::routing::setting_error)?;
     chat.extend(provider_chat);
     embedding.extend(provider_embedding);
     // Usage is recorded in the authentication store's database (there is no admin API without it).

@@ -127,7 +127,7 @@ impl TokenBudget {
     pub(crate) fn line(&self, tenant: &TenantId, now: SystemTime) -> BudgetLine {
         let (bucket, ttl) = self.period.bucket(now);
         BudgetLine {
-            key: StateKey::tenant(tenant, "budget", &["tokens", &bucket]),
+            key: token_budget_key(tenant, &bucket),
             limit_nanos: i64::try_from(self.limit_tokens).unwrap_or(i64::MAX),
             ttl,
         }
@@ -357,10 +357,15 @@ impl BudgetGauges {
     }
 }
 
+/// The key of `tenant`'s token budget counter in period `bucket` (`m2026-11`, ...).
+fn token_budget_key(tenant: &TenantId, bucket: &str) -> StateKey {
+    StateKey::tenant(tenant, "budget", &["tokens", bucket])
+}
+
 /// The key of `tenant`'s token budget counter in the current period (to read the tokens used).
 pub fn tenant_token_budget_key(tenant: &TenantId, period: BudgetPeriod) -> StateKey {
     let (bucket, _) = period.bucket(SystemTime::now());
-    StateKey::tenant(tenant, "budget", &["tokens", &bucket])
+    token_budget_key(tenant, &bucket)
 }
 
 /// The budget key of `tenant`'s tenant-wide budget in the current period (to read spend).

@@ -44,8 +44,9 @@ pub struct AuthParts {
     pub custom: Option<Arc<dyn Authenticator>>,
     /// Where usage reports come from (the router's usage sink), when available.
     pub usage: Option<Arc<dyn UsageReporter>>,
-    /// The routers' view of tenant configuration: forgotten with authentication's own cache when
-    /// a configuration changes in this process.
+    /// The routers' view of tenant configuration: authentication reads tenant configuration
+    /// through its cache, so one invalidation reaches both (without it, authentication keeps a
+    /// cache of its own over `tenants`).
     pub policies: Option<Arc<TenantConfigPolicies>>,
     /// How long tenant records, configuration and API key records are cached.
     pub cache_ttl: Duration,
@@ -205,12 +206,9 @@ impl Auth {
     }
 
     /// Forgets the cached entry of `tenant` (after a configuration change in this process), for
-    /// authentication and the routers alike.
+    /// authentication and the routers alike: with a policy source, `configs` is its cache.
     pub fn invalidate_tenant(&self, tenant: &TenantId) {
         self.inner.configs.invalidate(tenant);
-        if let Some(p) = &self.inner.parts.policies {
-            p.invalidate(tenant);
-        }
     }
 
     /// The permissions of `roles` in `tenant` under its configuration. `platform:admin` is kept only

@@ -53,10 +53,11 @@ fn timed<M: ?Sized + Timeable>(m: &RoutedModel<M>) -> RoutedModel<M> {
     }
 }
 
-/// An error of the router configuration, its field named as in the settings (`llm.router...`).
-fn setting_error(e: Error) -> Error {
+/// An error of `wattos_llm::router::config` about the `router` or `providers` tables, its field
+/// named as in the server's settings (`llm.router...`, `llm.providers...`).
+pub(crate) fn setting_error(e: Error) -> Error {
     match e.field() {
-        Some(f) if f.starts_with("router") => {
+        Some(f) if f.starts_with("router") || f.starts_with("providers") => {
             let field = format!("llm.{f}");
             Error::invalid_field(field, e.message().to_owned())
         }
